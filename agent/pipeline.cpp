@@ -1,0 +1,193 @@
+#include "agent/pipeline.h"
+
+#include <bpf/libbpf_version.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "agent/collectors/sched.h"
+#include "agent/core/log.h"
+#include "agent/metrics/exposition.h"
+
+#ifndef SYNCSCOPE_VERSION
+#define SYNCSCOPE_VERSION "dev"
+#endif
+
+namespace syncscope {
+namespace {
+
+// The agent's own health: build, process CPU and memory (the same names the
+// Prometheus client libraries use, so existing dashboards work).
+class AgentMetrics final : public metrics::MetricSource {
+ public:
+  explicit AgentMetrics(std::string kernel) : kernel_(std::move(kernel)) {}
+
+  void collect(std::vector<metrics::Family>& out) const override {
+    auto build = metrics::gauge("syncscope_build_info", "Always 1; labels name the agent build and the kernel.");
+    build.add({{"version", SYNCSCOPE_VERSION},
+               {"libbpf", fmt::format("{}.{}", LIBBPF_MAJOR_VERSION, LIBBPF_MINOR_VERSION)},
+               {"kernel", kernel_}},
+              1);
+    out.push_back(std::move(build));
+
+    std::ifstream stat("/proc/self/stat");
+    std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    // Fields after the ")" that closes comm: state is field 3; utime 14, stime 15, rss 24.
+    size_t close = content.rfind(')');
+    if (close == std::string::npos) return;
+    std::istringstream fields(content.substr(close + 2));
+    std::vector<std::string> f((std::istream_iterator<std::string>(fields)), std::istream_iterator<std::string>());
+    if (f.size() < 22) return;
+    double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
+    double cpu = (std::stod(f[11]) + std::stod(f[12])) / ticks;
+    double rss = std::stod(f[21]) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+    out.push_back(metrics::counter("process_cpu_seconds_total", "User and system CPU time of the agent.").add({}, cpu));
+    out.push_back(metrics::gauge("process_resident_memory_bytes", "Resident memory of the agent.").add({}, rss));
+  }
+
+ private:
+  std::string kernel_;
+};
+
+}  // namespace
+
+Pipeline::Pipeline(const config::Config& config, const loader::Features& features)
+    : config_(config), features_(features) {}
+
+Pipeline::~Pipeline() {
+  // HTTP first: no scrape may run while collectors are torn down.
+  http_.reset();
+  for (auto& collector : collectors_) registry_.remove(collector.get());
+  collectors_.clear();
+}
+
+Result<std::unique_ptr<Pipeline>> Pipeline::start(const config::Config& config, const loader::Features& features) {
+  auto pipeline = std::unique_ptr<Pipeline>(new Pipeline(config, features));
+  pipeline->loop_ = TRY(ingest::EventLoop::create());
+  pipeline->cgroups_ = TRY(probes::CgroupResolver::for_this_host());
+  log::info("cgroup v2 hierarchy at {}", pipeline->cgroups_->mount());
+
+  if (config.bpf_stats) pipeline->bpf_self_metrics_.enable_run_time_stats();
+  pipeline->agent_metrics_ = std::make_unique<AgentMetrics>(features.kernel_release);
+  pipeline->registry_.add(pipeline->agent_metrics_.get());
+  pipeline->registry_.add(&pipeline->bpf_self_metrics_);
+
+  TRY(pipeline->start_collectors(config));
+  // One refresh before the port opens, so the first scrape has data.
+  pipeline->every_second(std::chrono::steady_clock::now());
+  TRY(pipeline->start_http(config));
+  return pipeline;
+}
+
+Result<void> Pipeline::start_collectors(const config::Config& config) {
+  if (config.sched.enabled) {
+    collectors::SchedOptions options;
+    options.runq_length_sample_hz = config.sched.runq_length_sample_hz;
+    options.max_cgroups = config.max_cgroups;
+    auto sched = collectors::SchedCollector::start(options, features_, *cgroups_, &bpf_self_metrics_, &probe_report_);
+    if (!sched) return std::unexpected(sched.error().wrap("sched collector"));
+    sched_ = sched->get();
+    collectors_.push_back(std::move(*sched));
+  } else {
+    probe_report_.set("sched", {}, "disabled in config");
+  }
+  for (auto& collector : collectors_) {
+    TRY(collector->add_to(loop_));
+    registry_.add(collector.get());
+  }
+  return {};
+}
+
+Result<void> Pipeline::start_http(const config::Config& config) {
+  config::ListenAddress address = TRY(config::parse_listen_address(config.listen));
+  std::map<std::string, http::Handler> routes;
+  routes["/metrics"] = [this](const http::Request& r) { return serve_metrics(r); };
+  routes["/healthz"] = [this](const http::Request&) {
+    int64_t last = last_tick_ns_.load();
+    int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+    bool fresh = last != 0 && now - last < std::chrono::nanoseconds(std::chrono::seconds(5)).count();
+    return fresh ? http::Response{200, "text/plain; charset=utf-8", "ok\n"}
+                 : http::Response{503, "text/plain; charset=utf-8", "pipeline loop stalled\n"};
+  };
+  routes["/debug/probes"] = [this](const http::Request&) {
+    nlohmann::json body = {{"features", features_.to_json()}, {"collectors", probe_report_.to_json()}};
+    return http::Response{200, "application/json", body.dump(2) + "\n"};
+  };
+  auto server = http::Server::start(address, std::move(routes));
+  if (!server) return std::unexpected(server.error());
+  http_ = std::move(*server);
+  log::info("serving /metrics on http://{}:{}/metrics", address.host, http_->port());
+  return {};
+}
+
+http::Response Pipeline::serve_metrics(const http::Request& request) const {
+  std::vector<metrics::Family> families = registry_.collect();
+  if (metrics::wants_openmetrics(request.accept))
+    return {200, std::string(metrics::kOpenMetricsContentType), metrics::render_openmetrics(families)};
+  return {200, std::string(metrics::kTextContentType), metrics::render_text(families)};
+}
+
+void Pipeline::every_second(std::chrono::steady_clock::time_point now) {
+  for (auto& collector : collectors_) collector->refresh(now);
+  last_tick_ns_.store(now.time_since_epoch().count());
+}
+
+Result<void> Pipeline::run_once(std::chrono::milliseconds max_wait) {
+  auto now = std::chrono::steady_clock::now();
+  if (now >= next_tick_) {
+    every_second(now);
+    next_tick_ = now + std::chrono::seconds(1);
+  }
+  auto until_tick = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick_ - now);
+  return loop_.run_once(std::min(max_wait, std::max(until_tick, std::chrono::milliseconds(0))));
+}
+
+Result<void> Pipeline::reload(const config::Config& next) {
+  // HTTP: bind the new address before letting go of the old one.
+  if (next.listen != config_.listen) {
+    config::ListenAddress address = TRY(config::parse_listen_address(next.listen));
+    (void)address;
+    std::unique_ptr<http::Server> old = std::move(http_);
+    old.reset();  // civetweb cannot bind the same port twice; the gap is one reload
+    if (auto started = start_http(next); !started) {
+      log::error("reload: {}; serving on the old address again", started.error().message());
+      TRY(start_http(config_));
+      return std::unexpected(started.error());
+    }
+  }
+  bool sched_changed = next.sched != config_.sched || next.max_cgroups != config_.max_cgroups;
+  if (sched_changed) {
+    for (auto it = collectors_.begin(); it != collectors_.end(); ++it) {
+      if ((*it)->name() == "sched") {
+        registry_.remove(it->get());
+        collectors_.erase(it);
+        sched_ = nullptr;
+        break;
+      }
+    }
+    if (next.sched.enabled) {
+      collectors::SchedOptions options;
+      options.runq_length_sample_hz = next.sched.runq_length_sample_hz;
+      options.max_cgroups = next.max_cgroups;
+      auto sched = collectors::SchedCollector::start(options, features_, *cgroups_, &bpf_self_metrics_, &probe_report_);
+      if (!sched) return std::unexpected(sched.error().wrap("reload: sched collector"));
+      sched_ = sched->get();
+      registry_.add(sched_);
+      collectors_.push_back(std::move(*sched));
+    } else {
+      probe_report_.set("sched", {}, "disabled in config");
+    }
+  }
+  log::set_min_level(next.log_level == "debug"     ? log::Level::debug
+                     : next.log_level == "warning" ? log::Level::warning
+                     : next.log_level == "error"   ? log::Level::error
+                                                   : log::Level::info);
+  config_ = next;
+  return {};
+}
+
+std::string Pipeline::status_line() const {
+  return fmt::format("{} probes attached; serving {}", probe_report_.attached_count(), config_.listen);
+}
+
+}  // namespace syncscope
