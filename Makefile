@@ -26,7 +26,7 @@ ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 # something is missing, so it is quick on a machine that already has them.
 DEB_BUILD := build-essential pkg-config clang llvm libbpf-dev bpftool libelf-dev libdw-dev \
              zlib1g-dev libzstd-dev libcapstone-dev libyaml-cpp-dev libcivetweb-dev \
-             libcurl4-openssl-dev libssl-dev nlohmann-json3-dev libcli11-dev libsystemd-dev
+             libcurl4-openssl-dev libssl-dev nlohmann-json3-dev libcli11-dev libsystemd-dev libfmt-dev
 DEB_TEST  := libgtest-dev libgmock-dev golang-go prometheus prometheus-alertmanager \
              libbpf-tools bpftrace libc6-dbg linux-perf python3 python3-pytest python3-requests \
              libatomic1 systemd util-linux iproute2 procps

@@ -5,6 +5,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "agent/collectors/cachelines.h"
+#include "agent/collectors/locks.h"
 #include "agent/collectors/sched.h"
 #include "agent/core/log.h"
 #include "agent/metrics/exposition.h"
@@ -49,6 +51,29 @@ class AgentMetrics final : public metrics::MetricSource {
   std::string kernel_;
 };
 
+collectors::LocksOptions locks_options(const config::Config& config) {
+  collectors::LocksOptions options;
+  options.targets = config.locks.targets;
+  options.top_k = config.locks.top_k;
+  options.stacks = config.locks.stacks;
+  options.glibc_uprobes = config.locks.glibc_uprobes;
+  options.max_cgroups = config.max_cgroups;
+  return options;
+}
+
+collectors::CachelinesOptions cachelines_options(const config::Config& config) {
+  collectors::CachelinesOptions options;
+  options.targets = config.cachelines.targets;
+  options.pmu = config.cachelines.pmu;
+  options.window = std::chrono::milliseconds(config.cachelines.window_ms);
+  options.duty_cycle = config.cachelines.duty_cycle;
+  options.watch_symbols = config.cachelines.watch_symbols;
+  options.atomics = config.cachelines.atomics;
+  options.top_k = config.cachelines.top_k;
+  options.max_cgroups = config.max_cgroups;
+  return options;
+}
+
 }  // namespace
 
 Pipeline::Pipeline(const config::Config& config, const loader::Features& features)
@@ -91,11 +116,51 @@ Result<void> Pipeline::start_collectors(const config::Config& config) {
   } else {
     probe_report_.set("sched", {}, "disabled in config");
   }
+  if (config.locks.enabled) {
+    auto locks = collectors::LocksCollector::start(locks_options(config), features_, *cgroups_, &bpf_self_metrics_,
+                                                   &probe_report_);
+    if (locks) {
+      locks_ = locks->get();
+      collectors_.push_back(std::move(*locks));
+    } else {
+      // One capability among several: a kernel without syscall tracepoints
+      // loses lock contention, not the agent. /debug/probes says why.
+      log::error("locks collector: {}", locks.error().message());
+      probe_report_.set("locks", {}, "failed: " + locks.error().message());
+    }
+  } else {
+    probe_report_.set("locks", {}, "disabled in config");
+  }
+  if (config.cachelines.enabled) {
+    auto cachelines = collectors::CachelinesCollector::start(cachelines_options(config), features_, *cgroups_,
+                                                             &bpf_self_metrics_, &probe_report_);
+    if (cachelines) {
+      cachelines_ = cachelines->get();
+      collectors_.push_back(std::move(*cachelines));
+    } else {
+      // Like locks: a host without watchpoints or perf_event programs loses
+      // cache-line detection, not the agent.
+      log::error("cachelines collector: {}", cachelines.error().message());
+      probe_report_.set("cachelines", {}, "failed: " + cachelines.error().message());
+    }
+  } else {
+    probe_report_.set("cachelines", {}, "disabled in config");
+  }
+  connect_cacheline_hints();
   for (auto& collector : collectors_) {
     TRY(collector->add_to(loop_));
     registry_.add(collector.get());
   }
   return {};
+}
+
+void Pipeline::connect_cacheline_hints() {
+  if (cachelines_ && lock_hints_) cachelines_->remove_source(lock_hints_.get());
+  lock_hints_.reset();
+  if (cachelines_ && locks_) {
+    lock_hints_ = std::make_unique<collectors::LockCandidateSource>(*locks_);
+    cachelines_->add_source(lock_hints_.get());
+  }
 }
 
 Result<void> Pipeline::start_http(const config::Config& config) {
@@ -178,6 +243,60 @@ Result<void> Pipeline::reload(const config::Config& next) {
       probe_report_.set("sched", {}, "disabled in config");
     }
   }
+  if (next.locks != config_.locks || next.max_cgroups != config_.max_cgroups) {
+    // The new collector starts (and takes its ring buffer into the loop)
+    // before the old one goes, so a failure leaves the old one running.
+    std::unique_ptr<collectors::LocksCollector> replacement;
+    if (next.locks.enabled) {
+      auto locks = collectors::LocksCollector::start(locks_options(next), features_, *cgroups_, &bpf_self_metrics_,
+                                                     &probe_report_);
+      if (!locks) return std::unexpected(locks.error().wrap("reload: locks collector"));
+      TRY((*locks)->add_to(loop_));
+      replacement = std::move(*locks);
+    }
+    for (auto it = collectors_.begin(); it != collectors_.end(); ++it) {
+      if ((*it)->name() == "locks") {
+        registry_.remove(it->get());
+        collectors_.erase(it);
+        break;
+      }
+    }
+    locks_ = replacement.get();
+    if (replacement) {
+      registry_.add(locks_);
+      collectors_.push_back(std::move(replacement));
+    } else {
+      probe_report_.set("locks", {}, "disabled in config");
+    }
+    // The cache-line hints referred to the old collector: re-point them now,
+    // so no early return below can leave them dangling.
+    connect_cacheline_hints();
+  }
+  if (next.cachelines != config_.cachelines || next.max_cgroups != config_.max_cgroups) {
+    // As for locks: the new collector starts before the old one goes.
+    std::unique_ptr<collectors::CachelinesCollector> replacement;
+    if (next.cachelines.enabled) {
+      auto cachelines = collectors::CachelinesCollector::start(cachelines_options(next), features_, *cgroups_,
+                                                               &bpf_self_metrics_, &probe_report_);
+      if (!cachelines) return std::unexpected(cachelines.error().wrap("reload: cachelines collector"));
+      replacement = std::move(*cachelines);
+    }
+    for (auto it = collectors_.begin(); it != collectors_.end(); ++it) {
+      if ((*it)->name() == "cachelines") {
+        registry_.remove(it->get());
+        collectors_.erase(it);
+        break;
+      }
+    }
+    cachelines_ = replacement.get();
+    if (replacement) {
+      registry_.add(cachelines_);
+      collectors_.push_back(std::move(replacement));
+    } else {
+      probe_report_.set("cachelines", {}, "disabled in config");
+    }
+  }
+  connect_cacheline_hints();
   log::set_min_level(next.log_level == "debug"     ? log::Level::debug
                      : next.log_level == "warning" ? log::Level::warning
                      : next.log_level == "error"   ? log::Level::error

@@ -25,6 +25,9 @@
 
 namespace syncscope::collectors {
 class SchedCollector;
+class LocksCollector;
+class CachelinesCollector;
+class LockCandidateSource;
 }
 
 namespace syncscope {
@@ -70,6 +73,12 @@ class Pipeline {
   ingest::EventLoop loop_;
   std::vector<std::unique_ptr<collectors::Collector>> collectors_;
   collectors::SchedCollector* sched_ = nullptr;
+  collectors::LocksCollector* locks_ = nullptr;  // lock-wait SLIs and cache-line candidates come from it
+  collectors::CachelinesCollector* cachelines_ = nullptr;
+  // The locks collector as a source of candidate cache lines (rewired when
+  // either collector is replaced).
+  std::unique_ptr<collectors::LockCandidateSource> lock_hints_;
+  void connect_cacheline_hints();
   std::unique_ptr<http::Server> http_;
   std::chrono::steady_clock::time_point next_tick_{};
   std::atomic<int64_t> last_tick_ns_{0};

@@ -2,10 +2,17 @@
 
 namespace syncscope::cli {
 
+// Defined in agent/cli/trace_locks.cpp.
+void register_trace_locks(CLI::App* trace, int& exit_code);
+// Defined in agent/cli/trace_falseshare.cpp.
+void register_trace_falseshare(CLI::App* trace, int& exit_code);
+
 void register_extra_commands(CLI::App& app, CLI::App* trace, int& exit_code) {
   (void)app;
   (void)trace;
   (void)exit_code;
+  register_trace_locks(trace, exit_code);
+  register_trace_falseshare(trace, exit_code);
 }
 
 }  // namespace syncscope::cli

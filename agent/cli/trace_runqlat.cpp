@@ -74,8 +74,10 @@ int run_trace_runqlat(const RunqlatArgs& args) {
     return kExitFailure;
   }
   const char* unit = args.milliseconds ? "msecs" : "usecs";
-  if (!args.json) std::printf("Tracing run queue latency... Hit Ctrl-C to end.\n");
-  std::fflush(stdout);
+  // The banner also tells scripts that the programs are attached: on stderr
+  // in JSON mode so stdout stays one object per line.
+  std::fprintf(args.json ? stderr : stdout, "Tracing run queue latency... Hit Ctrl-C to end.\n");
+  std::fflush(args.json ? stderr : stdout);
 
   std::map<uint64_t, CgroupSchedStats> before = (*collector)->read_cgroups();
   auto started = std::chrono::steady_clock::now();

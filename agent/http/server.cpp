@@ -2,7 +2,14 @@
 
 #include <civetweb.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <mutex>
+#include <thread>
 
 #include "agent/core/log.h"
 
@@ -103,7 +110,26 @@ Result<std::unique_ptr<Server>> Server::start(const config::ListenAddress& addre
 }
 
 Server::~Server() {
-  if (context_) mg_stop(context_);
+  if (!context_) return;
+  // civetweb's accept loop polls with a 2 s quantum, so mg_stop() alone can
+  // take 2 s; SIGTERM must finish within one. Knocking on our own port wakes
+  // the poll, and the loop then sees the stop flag. Knock until it is gone.
+  std::atomic<bool> stopped{false};
+  std::thread knocker([this, &stopped] {
+    while (!stopped.load()) {
+      int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(port_);
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+      ::close(fd);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  mg_stop(context_);
+  stopped = true;
+  knocker.join();
 }
 
 }  // namespace syncscope::http

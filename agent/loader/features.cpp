@@ -202,6 +202,21 @@ Features probe_features() {
                             : fmt::format("perf_event_open(PERF_TYPE_BREAKPOINT): {}", std::strerror(errno)));
   }
   {
+    // Which false-sharing path the cachelines collector can take, in words.
+    bool programs = f.perf_event_programs;
+    std::string detail =
+        !programs ? "perf_event programs do not load: no false-sharing detection"
+        : f.pmu && f.hw_breakpoints
+            ? "hardware PMU: memory-access sampling finds lines, hardware watchpoints confirm them; per-cgroup "
+              "cache counters on"
+        : f.pmu ? "hardware PMU: memory-access sampling only (no hardware watchpoints to confirm with)"
+        : f.hw_breakpoints
+            ? "no hardware PMU: false sharing found with hardware watchpoints alone (candidates: contended locks, "
+              "atomics, globals); cache counters off"
+            : "neither a hardware PMU nor hardware watchpoints: no false-sharing detection";
+    record("cacheline_path", programs && (f.pmu || f.hw_breakpoints), detail);
+  }
+  {
     Fd fd(bpf_enable_stats(BPF_STATS_RUN_TIME));
     f.bpf_stats = fd.valid();
     record("bpf_stats", f.bpf_stats,

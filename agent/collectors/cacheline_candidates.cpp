@@ -1,0 +1,26 @@
+#include "agent/collectors/cacheline_candidates.h"
+
+#include <algorithm>
+
+#include "agent/collectors/locks.h"
+
+namespace syncscope::collectors {
+
+std::vector<CandidateHint> LockCandidateSource::hints(std::span<const uint32_t> pids) {
+  std::vector<CandidateHint> out;
+  for (uint32_t pid : pids) {
+    for (const RecentLock& lock : locks_.recent_contended(pid, window_)) {
+      // A lock-shaped futex with no glibc classification may still be a lock
+      // (another language's); a futex that is not lock-shaped is weaker.
+      CandidateOrigin origin = lock.kind == LockKind::futex_other ? CandidateOrigin::futex : CandidateOrigin::lock;
+      auto weight = static_cast<double>(lock.wait_ns);
+      std::string label(to_string(lock.kind));
+      out.push_back({pid, lock.lock, origin, weight, label});
+      for (uint64_t word : lock.futex_words)
+        if (word != lock.lock) out.push_back({pid, word, origin, weight, label});
+    }
+  }
+  return out;
+}
+
+}  // namespace syncscope::collectors

@@ -1,0 +1,203 @@
+#!/usr/bin/python3
+"""Lock-contention benchmarks: what the locks collector costs the programs it
+watches, as ratios against the same workload measured bare in the same run.
+
+  1. Uncontended lock/unlock, ns per pair (tests/workloads/lock_bench
+     uncontended): with the agent attached vs bare. Target <= 1.02x: an
+     uncontended lock never enters the kernel and hits no probe.
+  2. Four threads taking one mutex, each holding it for 20 us of work and
+     coming straight back for it, wall time (lock_bench contended): nearly
+     every release wakes a sleeping waiter, some 12 000 futex waits and as many
+     wakes per second. With the agent attached vs bare (target <= 1.05x), and
+     with the futexctn stand-in (tests/e2e/futexctn.bt, bpftrace; Debian 12's
+     libbpf-tools does not ship futexctn) attached instead, for comparison.
+
+The agent runs with `sched` off and `locks` on for every process (the
+default locks config), so the ratio is the lock collector's cost. Rounds
+alternate bare / agent / stand-in to spread machine noise; medians are
+printed. No assertions on time: the shared build machines are noisy.
+
+Runnable alone (`python3 tests/bench/locks.py`, as root, after
+`make workloads`), or through tests/bench/run.py, which calls run().
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+BUILD = pathlib.Path(os.environ.get("SYNCSCOPE_BUILD", REPO / "build"))
+SYNCSCOPE = BUILD / "syncscope"
+LOCK_BENCH = BUILD / "workloads" / "lock_bench"
+STANDIN = REPO / "tests" / "e2e" / "futexctn.bt"
+
+ROUNDS = int(os.environ.get("LOCKS_BENCH_ROUNDS", "3"))
+UNCONTENDED_ITERATIONS = 50_000_000
+CONTENDED_THREADS = 4
+CONTENDED_ITERATIONS = 50_000
+CONTENDED_INSIDE_NS = 20_000  # held this long per acquisition
+CONTENDED_OUTSIDE_NS = 0
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_workload(*args):
+    out = subprocess.run([str(LOCK_BENCH), *map(str, args)], capture_output=True, text=True, check=True).stdout
+    key, _, value = out.strip().partition("=")
+    return float(value)
+
+
+def uncontended():
+    # Three runs, the median: one run is well under a second.
+    return statistics.median(run_workload("uncontended", UNCONTENDED_ITERATIONS) for _ in range(3))
+
+
+def contended():
+    return run_workload("contended", CONTENDED_THREADS, CONTENDED_ITERATIONS, CONTENDED_INSIDE_NS,
+                        CONTENDED_OUTSIDE_NS)
+
+
+class Agent:
+    def __init__(self, workdir):
+        self.port = free_port()
+        config = workdir / "locks-bench.yaml"
+        config.write_text(f"listen: 127.0.0.1:{self.port}\nstate_dir: {workdir}\n"
+                          "sched: { enabled: false }\nlocks: { enabled: true }\n")
+        self.log = open(workdir / "agent.log", "w")
+        self.process = subprocess.Popen([str(SYNCSCOPE), "agent", "--config", str(config)],
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"agent exited: see {workdir / 'agent.log'}")
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/debug/probes", timeout=1).read()
+                locks = json.loads(body)["collectors"].get("locks", {})
+                if any(row["kind"] == "uprobe" for row in locks.get("attached", [])):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("agent did not attach its lock probes within 30 s")
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+class Standin:
+    def __init__(self):
+        self.process = subprocess.Popen(["bpftrace", str(STANDIN), "0"], stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, text=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                raise RuntimeError("bpftrace exited before attaching")
+            if "futexctn stand-in attached" in line:
+                return
+        raise RuntimeError("bpftrace did not attach within 30 s")
+
+    def stop(self):
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def run():
+    """Returns {"uncontended_ns_per_iter": {...}, "contended_wall_ms": {...}, "ratios": {...}}."""
+    if os.geteuid() != 0:
+        raise RuntimeError("the locks benchmark attaches BPF programs: run it as root")
+    for path in (SYNCSCOPE, LOCK_BENCH):
+        if not path.exists():
+            raise RuntimeError(f"{path} is missing: run `make all workloads` first")
+    have_standin = shutil.which("bpftrace") is not None
+    samples = {"bare": {"u": [], "c": []}, "agent": {"u": [], "c": []}, "standin": {"c": []}}
+    with tempfile.TemporaryDirectory(prefix="syncscope-locks-bench-") as tmp:
+        workdir = pathlib.Path(tmp)
+        for round_ in range(ROUNDS):
+            samples["bare"]["u"].append(uncontended())
+            samples["bare"]["c"].append(contended())
+            agent = Agent(workdir)
+            try:
+                samples["agent"]["u"].append(uncontended())
+                samples["agent"]["c"].append(contended())
+            finally:
+                agent.stop()
+            if have_standin:
+                standin = Standin()
+                try:
+                    samples["standin"]["c"].append(contended())
+                finally:
+                    standin.stop()
+            print(f"  round {round_ + 1}/{ROUNDS} done", file=sys.stderr)
+
+    med = {name: {k: statistics.median(v) for k, v in s.items() if v} for name, s in samples.items()}
+    result = {
+        "uncontended_ns_per_iter": {"bare": med["bare"]["u"], "agent": med["agent"]["u"]},
+        "contended_wall_ms": {"bare": med["bare"]["c"], "agent": med["agent"]["c"]},
+        "ratios": {
+            "uncontended_agent_vs_bare": med["agent"]["u"] / med["bare"]["u"],
+            "contended_agent_vs_bare": med["agent"]["c"] / med["bare"]["c"],
+        },
+        "targets": {"uncontended_agent_vs_bare": 1.02, "contended_agent_vs_bare": 1.05},
+        "samples": samples,
+    }
+    if "c" in med["standin"]:
+        result["contended_wall_ms"]["futexctn_standin"] = med["standin"]["c"]
+        result["ratios"]["contended_standin_vs_bare"] = med["standin"]["c"] / med["bare"]["c"]
+    return result
+
+
+def report(result):
+    r = result["ratios"]
+    u = result["uncontended_ns_per_iter"]
+    c = result["contended_wall_ms"]
+    lines = [
+        "locks: uncontended lock/unlock, ns per pair (median)",
+        f"  bare {u['bare']:.2f}   agent {u['agent']:.2f}   ratio {r['uncontended_agent_vs_bare']:.3f}x (target <= 1.02x)",
+        f"locks: {CONTENDED_THREADS} threads x {CONTENDED_ITERATIONS} acquisitions held "
+        f"{CONTENDED_INSIDE_NS // 1000} us, wall ms (median)",
+        f"  bare {c['bare']:.1f}   agent {c['agent']:.1f}   ratio {r['contended_agent_vs_bare']:.3f}x (target <= 1.05x)",
+    ]
+    if "contended_standin_vs_bare" in r:
+        lines.append(f"  futexctn stand-in (bpftrace) {c['futexctn_standin']:.1f}   "
+                     f"ratio {r['contended_standin_vs_bare']:.3f}x")
+    else:
+        lines.append("  futexctn stand-in skipped: bpftrace is not installed")
+    return "\n".join(lines)
+
+
+def main():
+    try:
+        result = run()
+    except RuntimeError as e:
+        print(f"locks benchmark: {e}", file=sys.stderr)
+        return 1
+    print(report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

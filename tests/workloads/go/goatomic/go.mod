@@ -1,0 +1,3 @@
+module syncscope/workloads/goatomic
+
+go 1.19

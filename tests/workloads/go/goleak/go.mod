@@ -1,0 +1,3 @@
+module syncscope/workloads/goleak
+
+go 1.19

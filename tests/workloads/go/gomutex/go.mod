@@ -1,0 +1,3 @@
+module syncscope/workloads/gomutex
+
+go 1.19

@@ -1,0 +1,152 @@
+// gomutex: goroutines contending on one global sync.Mutex (or, with -rw, a
+// writer waiting behind readers on a sync.RWMutex), so the agent's Go lock
+// probes (uprobes on sync.(*Mutex).lockSlow and friends) have something to
+// measure. Go's own mutex profile (-pprof) is the anchor to compare against.
+//
+// Prints on stdout, one per line, before contention starts:
+//
+//	pid=1234
+//	mutex_addr=0xc000012345      (or rwmutex_addr=… with -rw)
+//	ready
+//
+// and when done: acquisitions=N, then done.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+var (
+	// The lock everyone fights over; its address is what the agent reports.
+	contended sync.Mutex
+	shared    uint64
+
+	rw       sync.RWMutex
+	rwShared uint64
+
+	acquisitions atomic.Uint64
+	sink         atomic.Uint64
+)
+
+// spin burns roughly d of CPU without sleeping, so a lock holder keeps the
+// lock long enough for others to queue behind it (and park in lockSlow).
+//
+//go:noinline
+func spin(d time.Duration) {
+	end := time.Now().Add(d)
+	x := uint64(1)
+	for time.Now().Before(end) {
+		for i := 0; i < 100; i++ {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+	}
+	sink.Add(x)
+}
+
+// contendMutex is the function the tests look for by name: each goroutine
+// takes the global mutex, works while holding it, releases, works a little
+// outside it, until the deadline.
+//
+//go:noinline
+func contendMutex(deadline time.Time, hold, outside time.Duration, wg *sync.WaitGroup) {
+	defer wg.Done()
+	for time.Now().Before(deadline) {
+		contended.Lock()
+		shared++
+		spin(hold)
+		contended.Unlock()
+		acquisitions.Add(1)
+		if outside > 0 {
+			spin(outside)
+		}
+	}
+}
+
+// rwReader holds read locks back to back, overlapping with the other
+// readers, so a writer in rw.Lock() waits for all of them to drain.
+//
+//go:noinline
+func rwReader(deadline time.Time, hold time.Duration, wg *sync.WaitGroup) {
+	defer wg.Done()
+	for time.Now().Before(deadline) {
+		rw.RLock()
+		_ = atomic.LoadUint64(&rwShared)
+		spin(hold)
+		rw.RUnlock()
+		acquisitions.Add(1)
+	}
+}
+
+// rwWriter takes the write lock every `every`, waiting behind the readers.
+//
+//go:noinline
+func rwWriter(deadline time.Time, every time.Duration, wg *sync.WaitGroup) {
+	defer wg.Done()
+	for time.Now().Before(deadline) {
+		rw.Lock()
+		atomic.AddUint64(&rwShared, 1)
+		rw.Unlock()
+		acquisitions.Add(1)
+		time.Sleep(every)
+	}
+}
+
+func main() {
+	duration := flag.Duration("duration", 5*time.Second, "how long to contend")
+	goroutines := flag.Int("goroutines", 8, "number of contending goroutines (readers with -rw)")
+	hold := flag.Duration("hold", 50*time.Microsecond, "time spent holding the lock per acquisition")
+	outside := flag.Duration("outside", 5*time.Microsecond, "time spent outside the lock between acquisitions")
+	rwMode := flag.Bool("rw", false, "readers and a writer on a sync.RWMutex instead of a sync.Mutex")
+	writerEvery := flag.Duration("writer-every", time.Millisecond, "with -rw: pause between write locks")
+	pprofFile := flag.String("pprof", "", "write Go's mutex profile (SetMutexProfileFraction(1)) to this file")
+	flag.Parse()
+
+	if *pprofFile != "" {
+		runtime.SetMutexProfileFraction(1)
+	}
+	fmt.Printf("pid=%d\n", os.Getpid())
+	if *rwMode {
+		fmt.Printf("rwmutex_addr=%p\n", &rw)
+	} else {
+		fmt.Printf("mutex_addr=%p\n", &contended)
+	}
+	fmt.Println("ready")
+
+	deadline := time.Now().Add(*duration)
+	var wg sync.WaitGroup
+	if *rwMode {
+		wg.Add(*goroutines + 1)
+		for i := 0; i < *goroutines; i++ {
+			go rwReader(deadline, *hold, &wg)
+		}
+		go rwWriter(deadline, *writerEvery, &wg)
+	} else {
+		wg.Add(*goroutines)
+		for i := 0; i < *goroutines; i++ {
+			go contendMutex(deadline, *hold, *outside, &wg)
+		}
+	}
+	wg.Wait()
+
+	if *pprofFile != "" {
+		f, err := os.Create(*pprofFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "gomutex:", err)
+			os.Exit(1)
+		}
+		if err := pprof.Lookup("mutex").WriteTo(f, 0); err != nil {
+			fmt.Fprintln(os.Stderr, "gomutex:", err)
+			os.Exit(1)
+		}
+		f.Close()
+	}
+	fmt.Printf("acquisitions=%d\n", acquisitions.Load())
+	fmt.Println("done")
+}
