@@ -28,7 +28,7 @@ DEB_BUILD := build-essential pkg-config clang llvm libbpf-dev bpftool libelf-dev
              zlib1g-dev libzstd-dev libcapstone-dev libyaml-cpp-dev libcivetweb-dev \
              libcurl4-openssl-dev libssl-dev nlohmann-json3-dev libcli11-dev libsystemd-dev libfmt-dev
 DEB_TEST  := libgtest-dev libgmock-dev golang-go prometheus prometheus-alertmanager \
-             libbpf-tools bpftrace libc6-dbg linux-perf python3 python3-pytest python3-requests \
+             libbpf-tools bpftrace libc6-dbg linux-perf python3 python3-pytest python3-requests python3-yaml \
              libatomic1 systemd util-linux iproute2 procps
 DEB_FUZZ  := clang-19 libclang-rt-19-dev
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST) $(DEB_FUZZ)
@@ -122,8 +122,10 @@ $(BUILD)/bpf_tests: $(BPF_TEST_OBJS) $(LIB_OBJS) $(EMBED_OBJ)
 	$(CXX) $(CXXFLAGS) -o $@ $^ -lgtest_main $(GTEST_LIBS) $(LDLIBS)
 
 # The unit tests run a second time with AddressSanitizer and UBSan; everything
-# they link is rebuilt with the sanitizers under build/asan.
-ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -O1
+# they link is rebuilt with the sanitizers under build/asan. -O0 -g1: sanitizer
+# instrumentation under the optimiser is what makes this tree slow to build
+# (2x per file at -O1); line tables are all the reports need.
+ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -O0 -g1
 $(BUILD)/asan/%.o: %.cpp | $(BPF_SKELS)
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) $(ASAN_FLAGS) -MMD -MP -c $< -o $@
@@ -158,9 +160,13 @@ $(BUILD)/workloads/%.stripped: $(BUILD)/workloads/%
 workloads: $(WORKLOADS)
 
 .PHONY: test test-unit test-bpf test-e2e
+# The one-command targets build in parallel by default (a plain `make all` does
+# what -j says): the sanitizer tree doubles the C++ compiled.
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
 test: deps
-	$(MAKE) --no-print-directory all $(BUILD)/unit_tests $(BUILD)/unit_tests_asan $(BUILD)/bpf_tests workloads
-	$(MAKE) --no-print-directory test-unit test-bpf test-e2e
+	$(MAKE) --no-print-directory -j$(JOBS) all $(BUILD)/unit_tests $(BUILD)/unit_tests_asan $(BUILD)/bpf_tests workloads $(FUZZ_BINS)
+	$(MAKE) --no-print-directory test-unit test-fuzz test-bpf test-e2e
 
 test-unit: $(BUILD)/unit_tests $(BUILD)/unit_tests_asan
 	@echo "== unit tests"
@@ -179,49 +185,116 @@ test-e2e: all workloads
 # --- run, bench, fuzz ----------------------------------------------------------
 .PHONY: run
 run: deps
-	$(MAKE) --no-print-directory all
+	$(MAKE) --no-print-directory -j$(JOBS) all
 	$(BUILD)/syncscope agent
 
 .PHONY: bench
 bench: deps
-	$(MAKE) --no-print-directory all workloads
+	$(MAKE) --no-print-directory -j$(JOBS) all workloads
 	SYNCSCOPE_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/run.py
 
 FUZZ_SRCS := $(wildcard tests/fuzz/*.cpp)
 FUZZ_BINS := $(patsubst tests/fuzz/%.cpp,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 FUZZ_CXXFLAGS := -std=c++23 -g -O1 -I. -I$(BUILD) -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined
-$(BUILD)/fuzz/%: tests/fuzz/%.cpp $(LIB_SRCS)
+# Each target is rebuilt when its own `// fuzz-sources:` or a header changes, not
+# on every edit anywhere in agent/ (`make test` builds them all).
+FUZZ_HEADERS := $(shell find agent probes -name '*.h' 2>/dev/null)
+fuzz_sources = $(shell sed -n 's,^// fuzz-sources: ,,p' $(1))
+.SECONDEXPANSION:
+$(BUILD)/fuzz/%: tests/fuzz/%.cpp $$(call fuzz_sources,tests/fuzz/$$*.cpp) $(FUZZ_HEADERS)
 	@mkdir -p $(@D)
-	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -o $@ $< $(shell sed -n 's,^// fuzz-sources: ,,p' $<) $(LDLIBS)
+	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -o $@ $< $(call fuzz_sources,$<) $(LDLIBS)
 .PHONY: fuzz
 fuzz: deps
-	$(MAKE) --no-print-directory $(FUZZ_BINS)
+	$(MAKE) --no-print-directory -j$(JOBS) $(FUZZ_BINS)
 	@for f in $(FUZZ_BINS); do echo "== $$f (60 s)"; \
 	  mkdir -p $(BUILD)/fuzz/corpus-$$(basename $$f); \
 	  $$f -max_total_time=60 $(BUILD)/fuzz/corpus-$$(basename $$f) tests/fuzz/seeds/$$(basename $$f) || exit 1; done
 
+# The cheap regression step of `make test`: every target replays its seeds
+# (tests/fuzz/seeds/NAME, where each crash ever found is kept) and whatever
+# `make fuzz` collected in $(BUILD)/fuzz/corpus-NAME, then mutates for
+# FUZZ_TEST_SECONDS. New finds go to the scratch corpus, never the seeds; a
+# crash fails the test and leaves its input in $(BUILD)/fuzz/NAME-crash-*.
+FUZZ_TEST_SECONDS ?= 10
+.PHONY: test-fuzz
+test-fuzz: $(FUZZ_BINS)
+	@echo "== fuzz regression (seeds + $(FUZZ_TEST_SECONDS) s of mutations per target)"
+	@for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p $(BUILD)/fuzz/corpus-$$n; \
+	  $$f -max_total_time=$(FUZZ_TEST_SECONDS) -timeout=10 -rss_limit_mb=4096 -print_final_stats=0 \
+	    -artifact_prefix=$(BUILD)/fuzz/$$n- $(BUILD)/fuzz/corpus-$$n tests/fuzz/seeds/$$n \
+	    > $(BUILD)/fuzz/$$n.log 2>&1 \
+	    || { tail -n 40 $(BUILD)/fuzz/$$n.log; echo "FAIL $$n: add the input named above to tests/fuzz/seeds/$$n once fixed"; exit 1; }; \
+	  echo "ok   $$n: $$(grep -o 'Done [0-9]* runs in [0-9]* second(s)' $(BUILD)/fuzz/$$n.log)"; done
+
 # --- install -------------------------------------------------------------------
+# make install [PREFIX=/usr/local] [DESTDIR=/staging]: the binary, the systemd
+# unit (its paths rewritten for PREFIX), the default config as
+# /etc/syncscope/config.yaml (kept if one exists), and under
+# PREFIX/share/syncscope the dashboards, Grafana provisioning files and
+# Prometheus rules; README under PREFIX/share/doc/syncscope.
+# make uninstall removes all of it except a config.yaml that was edited.
+# make deb: the same tree with PREFIX=/usr as $(BUILD)/deb/syncscope_VERSION_ARCH.deb.
 BINDIR := $(DESTDIR)$(PREFIX)/bin
 SHAREDIR := $(DESTDIR)$(PREFIX)/share/syncscope
+DOCDIR := $(DESTDIR)$(PREFIX)/share/doc/syncscope
 UNITDIR := $(DESTDIR)/lib/systemd/system
 CONFDIR := $(DESTDIR)/etc/syncscope
 
-.PHONY: install uninstall
+.PHONY: install install-tree uninstall deb
 install: all
+	@$(MAKE) --no-print-directory install-tree
+# The copying alone (no build): `make deb` and the tests use it on a built tree.
+install-tree:
 	install -D -m 0755 $(BUILD)/syncscope $(BINDIR)/syncscope
 	install -D -m 0644 config/default.yaml $(SHAREDIR)/default.yaml
 	install -D -m 0644 config/syncscope.service $(UNITDIR)/syncscope.service
-	sed -i 's,/usr/local/bin/syncscope,$(PREFIX)/bin/syncscope,g' $(UNITDIR)/syncscope.service
+	sed -i 's,/usr/local/,$(PREFIX)/,g' $(UNITDIR)/syncscope.service
 	[ -e $(CONFDIR)/config.yaml ] || install -D -m 0644 config/default.yaml $(CONFDIR)/config.yaml
-	mkdir -p $(SHAREDIR)/dashboards $(SHAREDIR)/rules
-	[ -z "$$(ls dashboards/*.json 2>/dev/null)" ] || install -m 0644 dashboards/*.json $(SHAREDIR)/dashboards/
-	[ -z "$$(ls dashboards/*.yaml 2>/dev/null)" ] || install -m 0644 dashboards/*.yaml $(SHAREDIR)/dashboards/
-	[ -z "$$(ls dashboards/rules/*.yaml 2>/dev/null)" ] || install -m 0644 dashboards/rules/*.yaml $(SHAREDIR)/rules/
+	install -d -m 0755 $(SHAREDIR)/dashboards $(SHAREDIR)/provisioning $(SHAREDIR)/rules $(DOCDIR)
+	install -m 0644 dashboards/*.json $(SHAREDIR)/dashboards/
+	install -m 0644 dashboards/provisioning/*.yaml $(SHAREDIR)/provisioning/
+	sed -i 's,/usr/local/share/syncscope/,$(PREFIX)/share/syncscope/,g' $(SHAREDIR)/provisioning/dashboards.yaml
+	install -m 0644 dashboards/rules/*.yaml $(SHAREDIR)/rules/
+	install -m 0644 README.md $(DOCDIR)/README.md
 
 uninstall:
 	rm -f $(BINDIR)/syncscope $(UNITDIR)/syncscope.service
-	rm -rf $(SHAREDIR)
-	@echo "kept $(CONFDIR) (local configuration)"
+	rm -rf $(SHAREDIR) $(DOCDIR)
+	@if cmp -s config/default.yaml $(CONFDIR)/config.yaml; then rm -f $(CONFDIR)/config.yaml; \
+	  rmdir --ignore-fail-on-non-empty $(CONFDIR); \
+	elif [ -e $(CONFDIR)/config.yaml ]; then echo "kept $(CONFDIR)/config.yaml (edited locally)"; fi
+
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
+DEB_VERSION := 0.1.0+git$(subst -,.,$(VERSION))
+DEB_DIR ?= $(BUILD)/deb
+DEB_ROOT := $(DEB_DIR)/root
+DEB_FILE := $(DEB_DIR)/syncscope_$(DEB_VERSION)_$(DEB_ARCH).deb
+deb: all
+	rm -rf $(DEB_ROOT)
+	$(MAKE) --no-print-directory install-tree PREFIX=/usr DESTDIR=$(abspath $(DEB_ROOT))
+	@# Debian ships binaries without debug info (68 MB → 3 MB); .symtab stays for stack traces.
+	strip --strip-debug $(DEB_ROOT)/usr/bin/syncscope
+	mkdir -p $(DEB_ROOT)/DEBIAN
+	@# Depends: the Debian packages that own the shared libraries the binary links.
+	deps=$$(ldd $(BUILD)/syncscope | awk '/=> \//{print $$3}' | xargs -r realpath | xargs -r dpkg -S 2>/dev/null \
+	    | cut -d: -f1 | sort -u | grep -v '^libc6$$' | paste -sd, | sed 's/,/, /g'); \
+	{ echo "Package: syncscope"; echo "Version: $(DEB_VERSION)"; echo "Architecture: $(DEB_ARCH)"; \
+	  echo "Maintainer: syncscope maintainers <syncscope@localhost>"; echo "Section: admin"; echo "Priority: optional"; \
+	  echo "Depends: libc6, $$deps"; echo "Installed-Size: $$(du -sk $(DEB_ROOT) | cut -f1)"; \
+	  echo "Description: eBPF agent for run-queue, lock, Go and cache-line contention"; \
+	  echo " Exports Prometheus metrics, ships Grafana dashboards and Prometheus rules,"; \
+	  echo " evaluates SLOs and sends circuit-break webhooks and Alertmanager alerts."; } > $(DEB_ROOT)/DEBIAN/control
+	echo /etc/syncscope/config.yaml > $(DEB_ROOT)/DEBIAN/conffiles
+	printf '#!/bin/sh\nset -e\nif [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi\n' \
+	  > $(DEB_ROOT)/DEBIAN/postinst
+	printf '#!/bin/sh\nset -e\nif [ -d /run/systemd/system ] && [ "$$1" = remove ]; then systemctl stop syncscope.service || true; fi\n' \
+	  > $(DEB_ROOT)/DEBIAN/prerm
+	printf '#!/bin/sh\nset -e\nif [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi\n' \
+	  > $(DEB_ROOT)/DEBIAN/postrm
+	chmod 0755 $(DEB_ROOT)/DEBIAN/postinst $(DEB_ROOT)/DEBIAN/prerm $(DEB_ROOT)/DEBIAN/postrm
+	dpkg-deb --root-owner-group --build $(DEB_ROOT) $(DEB_FILE)
+	@echo "built $(DEB_FILE)"
 
 .PHONY: clean
 clean:

@@ -6,10 +6,12 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/collectors/cachelines.h"
+#include "agent/collectors/goroutines.h"
 #include "agent/collectors/locks.h"
 #include "agent/collectors/sched.h"
 #include "agent/core/log.h"
 #include "agent/metrics/exposition.h"
+#include "agent/slo/slo_stage.h"
 
 #ifndef SYNCSCOPE_VERSION
 #define SYNCSCOPE_VERSION "dev"
@@ -57,6 +59,7 @@ collectors::LocksOptions locks_options(const config::Config& config) {
   options.top_k = config.locks.top_k;
   options.stacks = config.locks.stacks;
   options.glibc_uprobes = config.locks.glibc_uprobes;
+  options.golang = config.golang.enabled;  // Go mutex contention rides on the locks collector
   options.max_cgroups = config.max_cgroups;
   return options;
 }
@@ -74,6 +77,15 @@ collectors::CachelinesOptions cachelines_options(const config::Config& config) {
   return options;
 }
 
+collectors::GoroutinesOptions goroutines_options(const config::Config& config) {
+  collectors::GoroutinesOptions options;
+  options.targets = config.golang.targets;
+  options.top_k = config.golang.top_k;
+  options.scan_interval = config.golang.scan_interval;
+  options.max_processes = config.max_cgroups;
+  return options;
+}
+
 }  // namespace
 
 Pipeline::Pipeline(const config::Config& config, const loader::Features& features)
@@ -82,6 +94,10 @@ Pipeline::Pipeline(const config::Config& config, const loader::Features& feature
 Pipeline::~Pipeline() {
   // HTTP first: no scrape may run while collectors are torn down.
   http_.reset();
+  // Then the SLO stage (engine, which saves its state, before the
+  // dispatcher): its SLI source reads the collectors.
+  if (slo_) registry_.remove(slo_.get());
+  slo_.reset();
   for (auto& collector : collectors_) registry_.remove(collector.get());
   collectors_.clear();
 }
@@ -96,8 +112,12 @@ Result<std::unique_ptr<Pipeline>> Pipeline::start(const config::Config& config, 
   pipeline->agent_metrics_ = std::make_unique<AgentMetrics>(features.kernel_release);
   pipeline->registry_.add(pipeline->agent_metrics_.get());
   pipeline->registry_.add(&pipeline->bpf_self_metrics_);
+  pipeline->registry_.add(&pipeline->probe_report_);  // syncscope_probes, syncscope_collector_up
 
   TRY(pipeline->start_collectors(config));
+  pipeline->slo_ = TRY(slo::SloStage::start(config, *pipeline->cgroups_));
+  pipeline->registry_.add(pipeline->slo_.get());
+  pipeline->connect_slo();
   // One refresh before the port opens, so the first scrape has data.
   pipeline->every_second(std::chrono::steady_clock::now());
   TRY(pipeline->start_http(config));
@@ -146,6 +166,14 @@ Result<void> Pipeline::start_collectors(const config::Config& config) {
   } else {
     probe_report_.set("cachelines", {}, "disabled in config");
   }
+  if (config.golang.enabled) {
+    // Reads goroutine state from outside: nothing to attach, so it cannot fail to start.
+    auto goroutines = TRY(collectors::GoroutinesCollector::start(goroutines_options(config), &probe_report_));
+    goroutines_ = goroutines.get();
+    collectors_.push_back(std::move(goroutines));
+  } else {
+    probe_report_.set("goroutines", {}, "disabled in config");
+  }
   connect_cacheline_hints();
   for (auto& collector : collectors_) {
     TRY(collector->add_to(loop_));
@@ -174,6 +202,9 @@ Result<void> Pipeline::start_http(const config::Config& config) {
     return fresh ? http::Response{200, "text/plain; charset=utf-8", "ok\n"}
                  : http::Response{503, "text/plain; charset=utf-8", "pipeline loop stalled\n"};
   };
+  routes["/debug/slo"] = [this](const http::Request&) {
+    return http::Response{200, "application/json", slo_->status_json() + "\n"};
+  };
   routes["/debug/probes"] = [this](const http::Request&) {
     nlohmann::json body = {{"features", features_.to_json()}, {"collectors", probe_report_.to_json()}};
     return http::Response{200, "application/json", body.dump(2) + "\n"};
@@ -194,6 +225,7 @@ http::Response Pipeline::serve_metrics(const http::Request& request) const {
 
 void Pipeline::every_second(std::chrono::steady_clock::time_point now) {
   for (auto& collector : collectors_) collector->refresh(now);
+  if (slo_) slo_->evaluate(now);  // after the refresh: the SLIs read what it drained
   last_tick_ns_.store(now.time_since_epoch().count());
 }
 
@@ -207,7 +239,17 @@ Result<void> Pipeline::run_once(std::chrono::milliseconds max_wait) {
   return loop_.run_once(std::min(max_wait, std::max(until_tick, std::chrono::milliseconds(0))));
 }
 
+void Pipeline::connect_slo() {
+  if (slo_) slo_->connect(sched_, locks_, goroutines_);
+}
+
 Result<void> Pipeline::reload(const config::Config& next) {
+  // Whatever returns below, the SLO stage must not keep pointers to
+  // collectors this reload replaced.
+  struct ReconnectSlo {
+    Pipeline* pipeline;
+    ~ReconnectSlo() { pipeline->connect_slo(); }
+  } reconnect_slo{this};
   // HTTP: bind the new address before letting go of the old one.
   if (next.listen != config_.listen) {
     config::ListenAddress address = TRY(config::parse_listen_address(next.listen));
@@ -243,7 +285,8 @@ Result<void> Pipeline::reload(const config::Config& next) {
       probe_report_.set("sched", {}, "disabled in config");
     }
   }
-  if (next.locks != config_.locks || next.max_cgroups != config_.max_cgroups) {
+  if (next.locks != config_.locks || next.max_cgroups != config_.max_cgroups ||
+      next.golang.enabled != config_.golang.enabled) {
     // The new collector starts (and takes its ring buffer into the loop)
     // before the old one goes, so a failure leaves the old one running.
     std::unique_ptr<collectors::LocksCollector> replacement;
@@ -296,13 +339,35 @@ Result<void> Pipeline::reload(const config::Config& next) {
       probe_report_.set("cachelines", {}, "disabled in config");
     }
   }
+  if (next.golang != config_.golang || next.max_cgroups != config_.max_cgroups) {
+    for (auto it = collectors_.begin(); it != collectors_.end(); ++it) {
+      if ((*it)->name() == "goroutines") {
+        registry_.remove(it->get());
+        collectors_.erase(it);
+        break;
+      }
+    }
+    goroutines_ = nullptr;
+    if (next.golang.enabled) {
+      auto goroutines = TRY(collectors::GoroutinesCollector::start(goroutines_options(next), &probe_report_));
+      goroutines_ = goroutines.get();
+      registry_.add(goroutines_);
+      collectors_.push_back(std::move(goroutines));
+    } else {
+      probe_report_.set("goroutines", {}, "disabled in config");
+    }
+  }
   connect_cacheline_hints();
+  // Stops the old notifier threads before the new ones open the outbox. On
+  // failure the old SLOs and notifiers keep running (the stage remembers
+  // which config it runs) and the rest of the reload still applies.
+  Result<void> slo_reloaded = slo_->reload(next);
   log::set_min_level(next.log_level == "debug"     ? log::Level::debug
                      : next.log_level == "warning" ? log::Level::warning
                      : next.log_level == "error"   ? log::Level::error
                                                    : log::Level::info);
   config_ = next;
-  return {};
+  return slo_reloaded;
 }
 
 std::string Pipeline::status_line() const {

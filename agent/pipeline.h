@@ -27,7 +27,11 @@ namespace syncscope::collectors {
 class SchedCollector;
 class LocksCollector;
 class CachelinesCollector;
+class GoroutinesCollector;
 class LockCandidateSource;
+}
+namespace syncscope::slo {
+class SloStage;
 }
 
 namespace syncscope {
@@ -75,10 +79,17 @@ class Pipeline {
   collectors::SchedCollector* sched_ = nullptr;
   collectors::LocksCollector* locks_ = nullptr;  // lock-wait SLIs and cache-line candidates come from it
   collectors::CachelinesCollector* cachelines_ = nullptr;
+  // Live goroutine counts per target (the SLO engine's `goroutines` SLI reads
+  // GoroutinesCollector::live_goroutines(selector)); null when golang is off.
+  collectors::GoroutinesCollector* goroutines_ = nullptr;
   // The locks collector as a source of candidate cache lines (rewired when
   // either collector is replaced).
   std::unique_ptr<collectors::LockCandidateSource> lock_hints_;
   void connect_cacheline_hints();
+  // SLIs → SLO engine → circuits → notifiers; evaluated in every_second().
+  // Re-pointed at the collectors after start and after every reload.
+  std::unique_ptr<slo::SloStage> slo_;
+  void connect_slo();
   std::unique_ptr<http::Server> http_;
   std::chrono::steady_clock::time_point next_tick_{};
   std::atomic<int64_t> last_tick_ns_{0};

@@ -10,8 +10,11 @@
  *
  * Two twins of each tracepoint program exist: tp_btf (typed arguments, task
  * local storage for the enqueue timestamp, no hash-map update/delete per
- * event) and raw_tp (a tid-keyed hash map, for kernels where tp_btf or task
- * storage is unavailable). User space autoloads exactly one family.
+ * event, direct loads from the typed task pointers instead of
+ * bpf_probe_read_kernel() calls) and raw_tp (a tid-keyed hash map and
+ * BPF_CORE_READ, for kernels where tp_btf or task storage is unavailable).
+ * User space autoloads exactly one family; `btf` below is a compile-time
+ * constant in each, so each twin carries only its own code.
  */
 #include "vmlinux.h"
 
@@ -119,15 +122,15 @@ static __always_inline struct sched_cgroup_stats *stats_of(__u64 cgroup_id)
 	return bpf_map_lookup_elem(&cgroup_stats, &cgroup_id);
 }
 
-static __always_inline void mark_enqueued(struct task_struct *task, bool use_task_storage)
+static __always_inline void mark_enqueued(struct task_struct *task, bool btf)
 {
-	__u32 pid = BPF_CORE_READ(task, pid);
+	__u32 pid = btf ? task->pid : BPF_CORE_READ(task, pid);
 	__u64 now, *slot;
 
 	if (!pid || filtered_out(task))
 		return;
 	now = bpf_ktime_get_ns();
-	if (use_task_storage) {
+	if (btf) {
 		slot = bpf_task_storage_get(&enqueued_at_storage, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 		if (slot)
 			*slot = now;
@@ -157,33 +160,34 @@ static __always_inline void count_slos(struct task_struct *task, __u64 cgroup_id
 }
 
 static __always_inline void on_switch(bool preempt, struct task_struct *prev, struct task_struct *next,
-				      bool use_task_storage)
+				      bool btf)
 {
-	struct sched_cgroup_stats *stats;
-	__u64 enqueued_ns = 0, delta_ns, cgroup_id, *slot;
+	struct sched_cgroup_stats *stats, *prev_stats = NULL;
+	__u64 enqueued_ns = 0, delta_ns, cgroup_id, prev_cgroup_id = 0, *slot;
 	__u32 next_pid;
 
-	if (BPF_CORE_READ(prev, pid)) {
+	if (btf ? prev->pid : BPF_CORE_READ(prev, pid)) {
 		/* The kernel's own rule (__schedule): a switch is voluntary when the
 		 * task was not preempted and had left TASK_RUNNING. prev is still
 		 * `current` here, so the cheap helper gives its cgroup. */
-		bool still_runnable = task_state(prev) == TASK_RUNNING;
+		bool still_runnable = (btf ? task_state_btf(prev) : task_state(prev)) == TASK_RUNNING;
 
-		stats = stats_of(bpf_get_current_cgroup_id());
-		if (stats) {
+		prev_cgroup_id = bpf_get_current_cgroup_id();
+		prev_stats = stats_of(prev_cgroup_id);
+		if (prev_stats) {
 			if (preempt || still_runnable)
-				__sync_fetch_and_add(&stats->switches_involuntary, 1);
+				__sync_fetch_and_add(&prev_stats->switches_involuntary, 1);
 			else
-				__sync_fetch_and_add(&stats->switches_voluntary, 1);
+				__sync_fetch_and_add(&prev_stats->switches_voluntary, 1);
 		}
 		if (still_runnable)
-			mark_enqueued(prev, use_task_storage);
+			mark_enqueued(prev, btf);
 	}
 
-	next_pid = BPF_CORE_READ(next, pid);
+	next_pid = btf ? next->pid : BPF_CORE_READ(next, pid);
 	if (!next_pid)
 		return;
-	if (use_task_storage) {
+	if (btf) {
 		slot = bpf_task_storage_get(&enqueued_at_storage, next, 0, 0);
 		if (!slot || !*slot)
 			return;
@@ -200,8 +204,10 @@ static __always_inline void on_switch(bool preempt, struct task_struct *prev, st
 	if ((__s64)delta_ns < 0)
 		return;
 
-	cgroup_id = task_cgroup_id(next);
-	stats = stats_of(cgroup_id);
+	cgroup_id = btf ? task_cgroup_id_btf(next) : task_cgroup_id(next);
+	/* Threads of one service hand the CPU to each other: reuse prev's row
+	 * rather than look the same cgroup up twice. */
+	stats = prev_stats && cgroup_id == prev_cgroup_id ? prev_stats : stats_of(cgroup_id);
 	if (stats) {
 		__u32 bucket = ll_slot(hist_unit_ns > 1 ? delta_ns / hist_unit_ns : delta_ns, hist_min_shift);
 

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
+#include <string>
 
 #include "agent/cli/commands.h"
 #include "agent/config/config.h"
@@ -33,6 +35,24 @@ Result<config::Config> load_config(const AgentArgs& args) {
     config.listen = *args.listen;
   }
   return config;
+}
+
+// CAP_BPF and CAP_PERFMON are the two the agent cannot start without (every
+// collector loads and attaches programs); CAP_SYS_ADMIN stands in for both on
+// kernels before 5.8 and for root. The others (CAP_SYS_PTRACE,
+// CAP_DAC_READ_SEARCH) only narrow what is seen: warned about, not fatal.
+std::string missing_required_capabilities(const loader::Features& features) {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  uint64_t effective = 0;
+  while (std::getline(status, line))
+    if (line.starts_with("CapEff:")) effective = std::stoull(line.substr(7), nullptr, 16);
+  constexpr int kCapSysAdmin = 21;
+  if (effective & (1ULL << kCapSysAdmin)) return "";
+  std::string missing;
+  for (const std::string& cap : features.missing_capabilities)
+    if (cap == "CAP_BPF" || cap == "CAP_PERFMON") missing += (missing.empty() ? "" : " and ") + cap;
+  return missing;
 }
 
 }  // namespace
@@ -68,6 +88,14 @@ int run_agent(const AgentArgs& args) {
     log::error("this kernel has no BTF (/sys/kernel/btf/vmlinux): CO-RE programs cannot load");
     return kExitFailure;
   }
+  if (std::string missing = missing_required_capabilities(features); !missing.empty()) {
+    log::error("missing capability {}: the agent cannot load or attach anything without it. Run it as root, "
+               "or grant it (systemd: AmbientCapabilities=, see config/syncscope.service; setpriv --ambient-caps)",
+               missing);
+    return kExitFailure;
+  }
+  if (!features.missing_capabilities.empty())
+    log::warn("running with less visibility: {}", features.find("capabilities")->detail);
 
   auto pipeline = Pipeline::start(*config, features);
   if (!pipeline) {

@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <sys/stat.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -60,7 +61,10 @@ const std::vector<std::string> kLostSources{"lock_wait", "lock_wake", "lock_proc
 
 bool tracepoint_exists(std::string_view event) {
   for (const char* root : {"/sys/kernel/tracing/events/", "/sys/kernel/debug/tracing/events/"})
-    if (::access(fmt::format("{}{}", root, event).c_str(), F_OK) == 0) return true;
+    // AT_EACCESS: check with the effective credentials. Plain access() uses the
+    // real uid and drops capabilities, so a non-root agent holding
+    // CAP_DAC_READ_SEARCH would not see into tracefs (mode 0700).
+    if (::faccessat(AT_FDCWD, fmt::format("{}{}", root, event).c_str(), F_OK, AT_EACCESS) == 0) return true;
   return false;
 }
 
@@ -199,9 +203,12 @@ Result<std::unique_ptr<LocksCollector>> LocksCollector::start(const LocksOptions
     }
   }
 
+  c->start_golang();
+
   if (self_metrics) {
     self_metrics->add_object(skel->obj, kLostSources);
     if (c->ulock_) self_metrics->add_object(c->ulock_->obj);
+    if (c->go_) self_metrics->add_object(c->go_->object(), {"go_lock_wait"});
     c->self_metrics_ = self_metrics;
   }
   c->publish_report();
@@ -231,11 +238,15 @@ void detach_in_parallel(std::vector<loader::Link> links) {
 
 LocksCollector::~LocksCollector() {
   if (loop_ && ring_) loop_->unwatch(ring_buffer__epoll_fd(ring_.get()));
+  if (loop_ && go_) loop_->unwatch(go_->ring_epoll_fd());
   if (self_metrics_) {
     if (futex_) self_metrics_->remove_object(futex_->obj);
     if (ulock_) self_metrics_->remove_object(ulock_->obj);
+    if (go_) self_metrics_->remove_object(go_->object());
   }
   std::vector<loader::Link> links = std::move(links_);
+  if (go_)
+    for (loader::Link& link : go_->take_links()) links.push_back(std::move(link));
   for (auto& lib : libcs_)
     for (loader::Link& link : lib->links) links.push_back(std::move(link));
   detach_in_parallel(std::move(links));
@@ -245,6 +256,7 @@ LocksCollector::~LocksCollector() {
 
 Result<void> LocksCollector::add_to(ingest::EventLoop& loop) {
   TRY(loop.watch(ring_buffer__epoll_fd(ring_.get()), [this] { ring_buffer__consume(ring_.get()); }));
+  if (go_) TRY(loop.watch(go_->ring_epoll_fd(), [this] { go_->consume(); }));
   loop_ = &loop;
   return {};
 }
@@ -255,6 +267,7 @@ void LocksCollector::poll(std::chrono::milliseconds timeout) {
   // always consume after the wait.
   ring_buffer__poll(ring_.get(), static_cast<int>(timeout.count()));
   ring_buffer__consume(ring_.get());
+  if (go_) go_->consume();
 }
 
 int LocksCollector::on_record(void* ctx, void* data, size_t size) {
@@ -325,6 +338,8 @@ void LocksCollector::on_exec(uint32_t pid) {
   }
   // The dynamic loader maps libc after exec returns: look a little later.
   if (ulock_ && followed) libc_checks_.emplace_back(pid, std::chrono::steady_clock::now() + std::chrono::milliseconds(200));
+  // The executable is known at exec (a Go binary needs no dynamic loader).
+  if (go_ && followed && go_->check_process(pid)) publish_report();
 }
 
 void LocksCollector::on_exit(uint32_t pid) {
@@ -335,6 +350,7 @@ void LocksCollector::on_exit(uint32_t pid) {
     aggregator_->process_exited(pid);
   }
   std::erase_if(libc_checks_, [pid](const auto& check) { return check.first == pid; });
+  if (go_) go_->process_exited(pid);
   // Its names are still needed for the ranking of the next refresh.
   if (!options_.keep_exited) exited_.push_back(pid);
 }
@@ -369,6 +385,8 @@ const std::vector<probes::Frame>& LocksCollector::frames_of(uint32_t pid, StackK
   } else {
     for (uint64_t ip : ips) it->second.push_back(probes::Frame{.address = ip});
   }
+  // Go code is named through the pclntab, which stripped binaries keep.
+  if (go_) go_->name_frames(pid, it->second);
   return it->second;
 }
 
@@ -465,6 +483,8 @@ std::string LocksCollector::sources() const {
                     : selectors_.empty()     ? std::string("every process")
                                              : fmt::format("{} target selector(s)", selectors_.selectors().size());
   std::string out = fmt::format("futex tracepoints ({})", who);
+  if (go_) out += "; " + go_->summary();
+  else if (!go_status_.empty()) out += "; " + go_status_;
   if (!ulock_) return out + "; " + ulock_status_;
   size_t attached = 0;
   std::string how;
@@ -486,12 +506,19 @@ void LocksCollector::publish_report() {
   std::vector<loader::ProbeStatus> rows = tracepoint_rows_;
   if (!ulock_) rows.push_back({"ulock_*", "uprobe", "glibc contended-lock functions", false, ulock_status_});
   for (const auto& lib : libcs_) rows.insert(rows.end(), lib->rows.begin(), lib->rows.end());
+  if (go_) {
+    std::vector<loader::ProbeStatus> go_rows = go_->rows();
+    rows.insert(rows.end(), go_rows.begin(), go_rows.end());
+  } else if (!go_status_.empty()) {
+    rows.push_back({"go_lock_*", "uprobe", "Go sync.Mutex/RWMutex slow paths", false, go_status_});
+  }
   report_->set("locks", std::move(rows), sources());
 }
 
 uint64_t LocksCollector::events_lost() const {
   uint64_t total = 0;
   for (uint32_t i = 0; i < kLostSources.size(); ++i) total += loader::BpfSelfMetrics::events_lost(futex_->obj, i);
+  if (go_) total += go_->events_lost();
   return total;
 }
 
@@ -565,6 +592,7 @@ void LocksCollector::refresh(std::chrono::steady_clock::time_point now) {
     if (ulock_) check_libc(it->first);
     it = libc_checks_.erase(it);
   }
+  if (go_) go_->refresh(now);
   if (!options_.pid && !selectors_.empty() && now >= next_rescan_) {
     // Catches processes moved into a target cgroup after they started; exec
     // and fork are followed as they happen.
@@ -749,14 +777,14 @@ std::map<uint32_t, std::vector<RecentLock>> LocksCollector::recent_contended(
 
 std::map<std::string, uint64_t> LocksCollector::program_run_counts() const {
   std::map<std::string, uint64_t> out;
-  for_each_loaded_program({futex_ ? futex_->obj : nullptr, ulock_ ? ulock_->obj : nullptr},
+  for_each_loaded_program({futex_ ? futex_->obj : nullptr, ulock_ ? ulock_->obj : nullptr, go_object()},
                           [&](bpf_program* prog, const bpf_prog_info& info) { out[bpf_program__name(prog)] = info.run_cnt; });
   return out;
 }
 
 std::vector<uint32_t> LocksCollector::program_ids() const {
   std::vector<uint32_t> out;
-  for_each_loaded_program({futex_ ? futex_->obj : nullptr, ulock_ ? ulock_->obj : nullptr},
+  for_each_loaded_program({futex_ ? futex_->obj : nullptr, ulock_ ? ulock_->obj : nullptr, go_object()},
                           [&](bpf_program*, const bpf_prog_info& info) { out.push_back(info.id); });
   return out;
 }
@@ -764,7 +792,51 @@ std::vector<uint32_t> LocksCollector::program_ids() const {
 size_t LocksCollector::uprobe_link_count() const {
   size_t n = 0;
   for (const auto& lib : libcs_) n += lib->links.size();
+  if (go_) n += go_->uprobe_link_count();
   return n;
+}
+
+bpf_object* LocksCollector::go_object() const { return go_ ? const_cast<bpf_object*>(go_->object()) : nullptr; }
+
+void LocksCollector::start_golang() {
+  if (!options_.golang) {
+    go_status_ = "Go lock probes disabled (golang.enabled: false)";
+    return;
+  }
+  if (!features_.uprobes) {
+    go_status_ = "Go lock probes need uprobes, which this kernel lacks";
+    return;
+  }
+  GoLocksOptions go;
+  go.pid = options_.pid;
+  if (options_.pid || !selectors_.empty()) go.lock_targets_fd = bpf_map__fd(futex_->maps.lock_targets);
+  go.lazy_wakeup = options_.lazy_wakeup;
+  auto started = GoLocks::start(go, *this);
+  if (!started) {
+    go_status_ = fmt::format("Go lock probes unavailable: {}", started.error().message());
+    log::warn("locks: {}", go_status_);
+    return;
+  }
+  go_ = std::move(*started);
+  if (options_.pid) {
+    go_->check_process(*options_.pid);
+    return;
+  }
+  for (uint32_t pid : processes_->all_pids()) {
+    if (!selectors_.empty()) {
+      auto id = processes_->identify(pid);
+      if (!id || !selectors_.evaluate(*id)) continue;
+    }
+    go_->check_process(pid);
+  }
+}
+
+void LocksCollector::add_go_wait(const LockWait& wait, std::span<const uint64_t> ips) {
+  ++records_;
+  StackKey stack = options_.stacks ? stack_table_.intern(ips) : 0;
+  if (options_.symbolize_eagerly) frames_of(wait.pid, stack);
+  std::lock_guard lock(mu_);
+  aggregator_->add_wait(wait, stack);
 }
 
 }  // namespace syncscope::collectors

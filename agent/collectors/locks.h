@@ -24,10 +24,12 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "agent/collectors/collector.h"
+#include "agent/collectors/go_locks.h"
 #include "agent/collectors/locks_aggregate.h"
 #include "agent/collectors/locks_model.h"
 #include "agent/collectors/locks_report.h"
@@ -45,6 +47,7 @@
 struct futex_bpf;
 struct ulock_bpf;
 struct ring_buffer;
+struct bpf_object;
 
 namespace syncscope::collectors {
 
@@ -75,6 +78,9 @@ struct LocksOptions {
   // at once (the CLI symbolizes them while the process still exists).
   bool lazy_wakeup = true;
   std::string debug_root = std::string(probes::kDefaultDebugRoot);
+  // Go sync.Mutex / RWMutex contention in the followed Go processes
+  // (go_locks.h; config golang.enabled): kinds go_mutex, go_rwmutex.
+  bool golang = true;
 };
 
 // One probed glibc file.
@@ -89,7 +95,7 @@ struct ProbedLibc {
   std::vector<loader::ProbeStatus> rows;
 };
 
-class LocksCollector final : public Collector, private CallerClassifier {
+class LocksCollector final : public Collector, private CallerClassifier, private GoLockSink {
  public:
   static Result<std::unique_ptr<LocksCollector>> start(const LocksOptions& options, const loader::Features& features,
                                                        probes::CgroupResolver& cgroups,
@@ -139,12 +145,18 @@ class LocksCollector final : public Collector, private CallerClassifier {
   size_t uprobe_link_count() const;
   const std::vector<std::unique_ptr<ProbedLibc>>& libcs() const { return libcs_; }
   uint64_t records() const { return records_; }
+  // The Go lock probes; nullptr when off or unavailable (go_status() says why).
+  const GoLocks* golang() const { return go_.get(); }
+  const std::string& go_status() const { return go_status_; }
 
  private:
   LocksCollector();
   CallerClass classify(uint16_t libc_id, uint64_t ret_vaddr) const override;
   static int on_record(void* ctx, void* data, size_t size);
   void handle(const lock_record& record);
+  void add_go_wait(const LockWait& wait, std::span<const uint64_t> ips) override;
+  void start_golang();
+  bpf_object* go_object() const;
   void on_exec(uint32_t pid);
   void on_exit(uint32_t pid);
   StackKey intern_stack(uint32_t pid, int32_t stack_id);
@@ -169,6 +181,8 @@ class LocksCollector final : public Collector, private CallerClassifier {
   std::vector<loader::Link> links_;
   std::vector<loader::ProbeStatus> tracepoint_rows_;
   std::string ulock_status_;  // why there are no uprobes, when there are none
+  std::unique_ptr<GoLocks> go_;
+  std::string go_status_;  // why there are no Go lock probes, when there are none
   ingest::EventLoop* loop_ = nullptr;
 
   // Pipeline thread only.

@@ -7,7 +7,8 @@ namespace {
 
 constexpr std::array<std::string_view, kLockKinds> kKindNames{
     "pthread_mutex", "pthread_rwlock", "pthread_cond", "glibc_internal", "futex",
-    "futex_other",   "cond_wait",      "semaphore",    "thread_join",
+    "futex_other",   "cond_wait",      "semaphore",    "thread_join",   "go_mutex",
+    "go_rwmutex",
 };
 
 // glibc's condvar mutex re-acquire (pthread_mutex_cond_lock.c) is
@@ -33,6 +34,8 @@ bool is_contention(LockKind kind) {
     case LockKind::pthread_cond:
     case LockKind::glibc_internal:
     case LockKind::futex:
+    case LockKind::go_mutex:
+    case LockKind::go_rwmutex:
       return true;
     case LockKind::futex_other:
     case LockKind::cond_wait:

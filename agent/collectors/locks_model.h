@@ -44,8 +44,10 @@ enum class LockKind : uint8_t {
   cond_wait,       // waiting for a condvar signal
   semaphore,
   thread_join,
+  go_mutex,    // a goroutine in sync.(*Mutex).lockSlow (bpf/golang.bpf.c), lock = the Mutex
+  go_rwmutex,  // a goroutine waiting on an RWMutex's writer/reader semaphore, lock = the RWMutex
 };
-inline constexpr size_t kLockKinds = 9;
+inline constexpr size_t kLockKinds = 11;
 
 std::string_view to_string(LockKind kind);
 std::optional<LockKind> lock_kind_from_string(std::string_view name);

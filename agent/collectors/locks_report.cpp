@@ -20,10 +20,13 @@ bool is_lock_machinery(const probes::Frame& f) {
     return true;
   // Wrappers that survive inlining when a program is built without
   // optimisation (they are weak functions in the program itself).
-  constexpr std::array<std::string_view, 12> kWrappers{
+  constexpr std::array<std::string_view, 17> kWrappers{
       "pthread_",          "__pthread_",     "__lll_",           "__gthread",
       "std::mutex::",      "std::timed_mutex::", "std::recursive_mutex::", "std::shared_mutex::",
       "std::__shared_mutex", "std::unique_lock", "std::shared_lock", "std::lock_guard",
+      // Go: the slow paths the Go lock probes sit on and the runtime under
+      // them (sync.(*Mutex).Lock itself is inlined into its caller).
+      "sync.(*Mutex).", "sync.(*RWMutex).", "internal/sync.", "sync.runtime_", "runtime.",
   };
   for (std::string_view prefix : kWrappers)
     if (f.symbol.starts_with(prefix)) return true;

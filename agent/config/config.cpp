@@ -444,6 +444,12 @@ void Parser::cross_check(const YAML::Node& root, Config& config) {
         error(node["circuit"]["notify"][n], fmt::format("{}.circuit.notify[{}]", path, n),
               fmt::format("no notifier named \"{}\" in notifiers", s.circuit.notify[n]));
     }
+    // The kernel counts run-queue waits per cgroup (bpf/sched.bpf.c): a
+    // process selector would silently measure its whole cgroup instead.
+    if (s.sli.kind == Sli::Kind::runq_latency && node["target"] && s.target.kind != TargetSelector::Kind::cgroup &&
+        s.target.kind != TargetSelector::Kind::unit)
+      error(node["target"], path + ".target",
+            "runq_latency is counted per cgroup: use { cgroup: PATH } or { unit: NAME }");
     for (const BurnRateRule& rule : s.alerting.page) {
       if (rule.long_window > s.window)
         error(node["alerting"]["page"], path + ".alerting.page", "a burn-rate window is longer than the SLO window");

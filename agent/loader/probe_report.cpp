@@ -22,6 +22,24 @@ size_t ProbeReport::attached_count() const {
   return n;
 }
 
+void ProbeReport::collect(std::vector<metrics::Family>& out) const {
+  metrics::Family probes = metrics::gauge(
+      "syncscope_probes", "BPF attachments per collector by state (attached, not_attached); /debug/probes says why.");
+  metrics::Family up = metrics::gauge(
+      "syncscope_collector_up", "1 when the collector has at least one probe attached, 0 when it has none.");
+  std::lock_guard lock(mu_);
+  for (const auto& [name, c] : collectors_) {
+    if (c.rows.empty() && c.summary == kDisabledSummary) continue;
+    size_t attached = 0;
+    for (const ProbeStatus& row : c.rows) attached += row.attached ? 1 : 0;
+    probes.add({{"collector", name}, {"state", "attached"}}, static_cast<double>(attached));
+    probes.add({{"collector", name}, {"state", "not_attached"}}, static_cast<double>(c.rows.size() - attached));
+    up.add({{"collector", name}}, attached > 0 ? 1.0 : 0.0);
+  }
+  out.push_back(std::move(probes));
+  out.push_back(std::move(up));
+}
+
 nlohmann::json ProbeReport::to_json() const {
   std::lock_guard lock(mu_);
   nlohmann::json out = nlohmann::json::object();

@@ -6,9 +6,12 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
+
+#include "agent/metrics/metric.h"
 
 namespace syncscope::loader {
 
@@ -20,12 +23,22 @@ struct ProbeStatus {
   std::string detail;   // why not, or which fallback was chosen
 };
 
-class ProbeReport {
+// Also a metric source, so attach status reaches Prometheus (the agent-health
+// alerts and the dashboards' "attach status" panel):
+//   syncscope_probes{collector,state="attached"|"not_attached"}  rows per state
+//   syncscope_collector_up{collector}  1 when the collector has a probe attached,
+//     0 when it has none (failed to start, or everything it tried failed);
+//     absent for a collector disabled in the config, which is not a fault.
+class ProbeReport final : public metrics::MetricSource {
  public:
   void set(const std::string& collector, std::vector<ProbeStatus> rows, std::string summary = "");
   void clear(const std::string& collector);
   nlohmann::json to_json() const;
   size_t attached_count() const;
+  void collect(std::vector<metrics::Family>& out) const override;
+
+  // The summary a pipeline gives a collector it did not start on purpose.
+  static constexpr std::string_view kDisabledSummary = "disabled in config";
 
  private:
   struct CollectorRows {

@@ -18,6 +18,19 @@ static __always_inline long task_state(struct task_struct *task)
 	return BPF_CORE_READ((struct task_struct___pre_5_14 *)task, state);
 }
 
+/* The *_btf twins are for pointers the verifier knows as typed kernel
+ * memory (tp_btf and fentry arguments, bpf_get_current_task_btf()): they load
+ * the fields directly, one instruction each, where BPF_CORE_READ costs a
+ * bpf_probe_read_kernel() call per pointer hop. On the scheduler's hottest
+ * tracepoint that difference is most of our cost per event. raw_tp and
+ * kprobe arguments are plain integers to the verifier and need the helpers. */
+static __always_inline long task_state_btf(struct task_struct *task)
+{
+	if (bpf_core_field_exists(task->__state))
+		return task->__state;
+	return ((struct task_struct___pre_5_14 *)task)->state;
+}
+
 /* The cgroup v2 id of a task: the kernfs node id of its default-hierarchy
  * cgroup, the same number bpf_get_current_cgroup_id() returns and the inode
  * number of the group's directory under the cgroup2 mount. kernfs_node::id is a
@@ -26,6 +39,11 @@ static __always_inline long task_state(struct task_struct *task)
 static __always_inline __u64 task_cgroup_id(struct task_struct *task)
 {
 	return BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+}
+
+static __always_inline __u64 task_cgroup_id_btf(struct task_struct *task)
+{
+	return task->cgroups->dfl_cgrp->kn->id;
 }
 
 /* cgroup::ancestor_ids[] became cgroup::ancestors[] in 6.1 (commit 7f203bc89eb6,

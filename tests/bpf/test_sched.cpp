@@ -75,8 +75,11 @@ void known_wakeups(SchedCollector& collector, const char* mode) {
 
   uint64_t waits = stats.runq.count();
   // One switch-in per wakeup: the release, each sleep; involuntary
-  // preemptions add a few more on a busy machine.
-  EXPECT_GE(waits, static_cast<uint64_t>(kSleeps + 1)) << mode;
+  // preemptions add a few more on a busy machine. A few fewer happen too:
+  // when the sleeper is preempted between arming its timer and blocking, the
+  // timer can fire while it is still on the run queue, and that wakeup does
+  // not enqueue it (seen under a parallel build: 299 of 301).
+  EXPECT_GE(waits, static_cast<uint64_t>(kSleeps + 1 - kSleeps / 50)) << mode;
   EXPECT_LE(waits, static_cast<uint64_t>(kSleeps + 1 + kSleeps / 20)) << mode;
   EXPECT_EQ(stats.switches_voluntary, after.voluntary - before.voluntary) << mode;
   EXPECT_EQ(stats.switches_involuntary, after.involuntary - before.involuntary) << mode;

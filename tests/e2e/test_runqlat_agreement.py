@@ -6,6 +6,8 @@ import json
 import re
 import signal
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +22,42 @@ def median_row(rows):
         if seen * 2 >= total:
             return low, high
     raise AssertionError("empty histogram")
+
+
+def bpf_links_held_by(pid):
+    count = 0
+    for fdinfo in Path(f"/proc/{pid}/fdinfo").iterdir():
+        try:
+            count += "link_type:" in fdinfo.read_text()
+        except OSError:  # the fd closed while we looked
+            pass
+    return count
+
+
+def wait_until_attached(proc, links, timeout=20.0):
+    """libbpf-tools runqlat block-buffers its banner when stdout is a pipe, so
+    readiness is read from the kernel instead: it is attached once it holds
+    its BPF links (wakeup, wakeup_new, switch)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"{proc.args[0]} exited early: {proc.communicate()[0]}"
+        if bpf_links_held_by(proc.pid) >= links:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{proc.args[0]} attached fewer than {links} BPF links within {timeout} s")
+
+
+def wait_for_banner(proc, banner, max_lines=20):
+    """Our CLI logs what it attached (one line per choice) before the banner."""
+    seen = []
+    for _ in range(max_lines):
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if banner in line:
+            return
+    raise AssertionError(f"no {banner!r} from {proc.args[0]}:\n{''.join(seen)}")
 
 
 def parse_runqlat(text):
@@ -44,8 +82,8 @@ def test_agrees_with_libbpf_tools_runqlat(workloads, hogs):
     ours = subprocess.Popen([str(SYNCSCOPE), "trace", "runqlat", "-p", pid, "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert "Tracing run queue latency" in anchor.stdout.readline()
-        assert "Tracing run queue latency" in ours.stderr.readline()
+        wait_until_attached(anchor, links=3)
+        wait_for_banner(ours, "Tracing run queue latency")
         sleeper.send("go\n")
         sleeper.wait_for("done", timeout=60)
         for p in (anchor, ours):

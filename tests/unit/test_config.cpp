@@ -186,6 +186,12 @@ TEST(Config, SloCrossChecks) {
 )"),
               HasSubstr("the short window must be shorter than the long one"));
   EXPECT_THAT(error_of("slos:\n  - name: a\n    target: { cgroup: /a }\n"), HasSubstr("slos[0].sli: missing"));
+  EXPECT_THAT(error_of(R"(slos:
+  - name: a
+    target: { pid: 42 }
+    sli: { runq_latency: { threshold: 5ms } }
+)"),
+              HasSubstr("test.yaml:3:13: slos[0].target: runq_latency is counted per cgroup"));
 }
 
 TEST(Config, NotifierValidation) {

@@ -6,6 +6,11 @@
 // Prints pid=N and ready at start; then, at each quiet point (after every
 // batch, once the batch's goroutines have parked) and whenever it receives
 // SIGUSR1, goroutines=N with N from runtime.NumGoroutine(); done at the end.
+//
+// -churn N instead measures goroutine state changes, for the benchmark: N
+// rounds of starting 8 goroutines that each pass a token around a ring of
+// channels 100 times, then exit; prints elapsed_ms=T and done. Every hand-off
+// parks one goroutine and readies another: several runtime.casgstatus calls.
 package main
 
 import (
@@ -56,12 +61,52 @@ func leakBatch(n int) {
 	started.Wait()
 }
 
+// churnRound starts `workers` goroutines in a ring of channels and passes a
+// token around it `laps` times.
+//
+//go:noinline
+func churnRound(workers, laps int) {
+	ring := make([]chan int, workers)
+	for i := range ring {
+		ring[i] = make(chan int)
+	}
+	var wg sync.WaitGroup
+	wg.Add(workers)
+	for i := 0; i < workers; i++ {
+		go func(in, out chan int, first bool) {
+			defer wg.Done()
+			for lap := 0; lap < laps; lap++ {
+				if first && lap == 0 {
+					out <- 0
+				}
+				v := <-in
+				if !(first && lap == laps-1) {
+					out <- v + 1
+				}
+			}
+		}(ring[i], ring[(i+1)%workers], i == 0)
+	}
+	wg.Wait()
+}
+
 func main() {
+	churn := flag.Int("churn", 0, "benchmark mode: rounds of goroutine churn, then exit")
 	rate := flag.Int("rate", 100, "goroutines leaked per second")
 	duration := flag.Duration("duration", 10*time.Second, "how long to run (0: until killed)")
 	interval := flag.Duration("interval", time.Second, "time between leak batches (quiet points)")
 	max := flag.Int("max", 100000, "stop leaking after this many goroutines")
 	flag.Parse()
+
+	if *churn > 0 {
+		fmt.Printf("pid=%d\n", os.Getpid())
+		start := time.Now()
+		for i := 0; i < *churn; i++ {
+			churnRound(8, 100)
+		}
+		fmt.Printf("elapsed_ms=%.3f\n", float64(time.Since(start).Microseconds())/1000)
+		fmt.Println("done")
+		return
+	}
 
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)

@@ -10,9 +10,19 @@
 //	ready
 //
 // and when done: acquisitions=N, then done.
+//
+// -light adds two goroutines contending, briefly, on a second mutex
+// (lightly, in contendLight): the profile-agreement test checks that both Go
+// and the agent name contendMutex's mutex as the dominating one. -depth N
+// makes every goroutine recurse N frames (with a large frame each) before
+// each Lock, and one goroutine force GCs (which shrink stacks): thousands of
+// stack growths and moves while the probes are attached.
+// -wait holds the start until a line arrives on stdin, so a tracer can
+// attach after reading the addresses and before the first Lock.
 package main
 
 import (
+	"bufio"
 	"flag"
 	"fmt"
 	"os"
@@ -30,6 +40,10 @@ var (
 
 	rw       sync.RWMutex
 	rwShared uint64
+
+	// The second, lightly contended mutex of -light.
+	light       sync.Mutex
+	lightShared uint64
 
 	acquisitions atomic.Uint64
 	sink         atomic.Uint64
@@ -66,6 +80,49 @@ func contendMutex(deadline time.Time, hold, outside time.Duration, wg *sync.Wait
 		if outside > 0 {
 			spin(outside)
 		}
+	}
+}
+
+// contendLight takes the second mutex with a short hold: contended, but far
+// less than the main one.
+//
+//go:noinline
+func contendLight(deadline time.Time, wg *sync.WaitGroup) {
+	defer wg.Done()
+	for time.Now().Before(deadline) {
+		light.Lock()
+		lightShared++
+		spin(2 * time.Microsecond)
+		light.Unlock()
+		spin(200 * time.Microsecond)
+	}
+}
+
+// deepLock recurses `depth` frames of about 1 KiB each, then takes the
+// contended mutex: the goroutine's stack has to grow (be copied) on the way
+// down, and shrinks again at the next GC.
+//
+//go:noinline
+func deepLock(depth int, pad [128]uint64, hold time.Duration) uint64 {
+	if depth == 0 {
+		contended.Lock()
+		shared++
+		spin(hold)
+		contended.Unlock()
+		acquisitions.Add(1)
+		return pad[0]
+	}
+	var local [128]uint64
+	local[depth%128] = uint64(depth)
+	return deepLock(depth-1, local, hold) + pad[1]
+}
+
+//go:noinline
+func contendDeep(deadline time.Time, depth int, hold time.Duration, wg *sync.WaitGroup) {
+	defer wg.Done()
+	var pad [128]uint64
+	for time.Now().Before(deadline) {
+		sink.Add(deepLock(depth, pad, hold))
 	}
 }
 
@@ -106,6 +163,9 @@ func main() {
 	rwMode := flag.Bool("rw", false, "readers and a writer on a sync.RWMutex instead of a sync.Mutex")
 	writerEvery := flag.Duration("writer-every", time.Millisecond, "with -rw: pause between write locks")
 	pprofFile := flag.String("pprof", "", "write Go's mutex profile (SetMutexProfileFraction(1)) to this file")
+	lightMode := flag.Bool("light", false, "also contend, lightly, on a second mutex (in contendLight)")
+	waitStdin := flag.Bool("wait", false, "after ready, wait for a line on stdin before contending (a tracer attaches first)")
+	depth := flag.Int("depth", 0, "recurse this deep (about 1 KiB per frame) before each Lock, with forced GCs")
 	flag.Parse()
 
 	if *pprofFile != "" {
@@ -117,7 +177,13 @@ func main() {
 	} else {
 		fmt.Printf("mutex_addr=%p\n", &contended)
 	}
+	if *lightMode {
+		fmt.Printf("light_addr=%p\n", &light)
+	}
 	fmt.Println("ready")
+	if *waitStdin {
+		bufio.NewReader(os.Stdin).ReadString('\n')
+	}
 
 	deadline := time.Now().Add(*duration)
 	var wg sync.WaitGroup
@@ -127,11 +193,25 @@ func main() {
 			go rwReader(deadline, *hold, &wg)
 		}
 		go rwWriter(deadline, *writerEvery, &wg)
+	} else if *depth > 0 {
+		wg.Add(*goroutines)
+		for i := 0; i < *goroutines; i++ {
+			go contendDeep(deadline, *depth, *hold, &wg)
+		}
+		for time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+			runtime.GC() // shrinks idle goroutine stacks: they grow again on the next descent
+		}
 	} else {
 		wg.Add(*goroutines)
 		for i := 0; i < *goroutines; i++ {
 			go contendMutex(deadline, *hold, *outside, &wg)
 		}
+	}
+	if *lightMode {
+		wg.Add(2)
+		go contendLight(deadline, &wg)
+		go contendLight(deadline, &wg)
 	}
 	wg.Wait()
 
