@@ -122,10 +122,10 @@ $(BUILD)/bpf_tests: $(BPF_TEST_OBJS) $(LIB_OBJS) $(EMBED_OBJ)
 	$(CXX) $(CXXFLAGS) -o $@ $^ -lgtest_main $(GTEST_LIBS) $(LDLIBS)
 
 # The unit tests run a second time with AddressSanitizer and UBSan; everything
-# they link is rebuilt with the sanitizers under build/asan. -O0 -g1: sanitizer
+# they link is rebuilt with the sanitizers under build/asan. -O0: sanitizer
 # instrumentation under the optimiser is what makes this tree slow to build
-# (2x per file at -O1); line tables are all the reports need.
-ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -O0 -g1
+# (2x per file at -O1).
+ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -O0 -g
 $(BUILD)/asan/%.o: %.cpp | $(BPF_SKELS)
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) $(ASAN_FLAGS) -MMD -MP -c $< -o $@

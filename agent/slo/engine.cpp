@@ -453,6 +453,9 @@ void SloEngine::collect(std::vector<metrics::Family>& out) const {
                                           "Share of the SLO window's error budget left (negative: overspent).");
   metrics::Family events = metrics::counter("syncscope_slo_events_total",
                                             "SLI events counted by this agent process, by outcome.");
+  metrics::Family objective = metrics::gauge(
+      "syncscope_slo_objective_ratio",
+      "The SLO's objective as a ratio of good events (config objective / 100), for burn rates computed in PromQL.");
   metrics::Family circuit = metrics::gauge("syncscope_circuit_state",
                                            "Circuit breaker state per SLO and target: 1 for the current state.");
   std::lock_guard lock(mu_);
@@ -460,6 +463,7 @@ void SloEngine::collect(std::vector<metrics::Family>& out) const {
     const std::string& name = slo->config.name;
     for (const Slo::Window& w : slo->windows) burn.add({{"slo", name}, {"window", w.label}}, w.burn_rate);
     budget.add({{"slo", name}}, slo->budget_remaining);
+    objective.add({{"slo", name}}, slo->config.objective / 100);
     events.add({{"slo", name}, {"outcome", "good"}}, static_cast<double>(slo->since_start.good));
     events.add({{"slo", name}, {"outcome", "bad"}}, static_cast<double>(slo->since_start.bad));
     for (CircuitState state : {CircuitState::closed, CircuitState::open, CircuitState::half_open})
@@ -468,6 +472,7 @@ void SloEngine::collect(std::vector<metrics::Family>& out) const {
   }
   out.push_back(std::move(burn));
   out.push_back(std::move(budget));
+  out.push_back(std::move(objective));
   out.push_back(std::move(events));
   out.push_back(std::move(circuit));
 }

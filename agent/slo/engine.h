@@ -69,6 +69,7 @@ class SloEngine final : public metrics::MetricSource {
   std::string status_json() const;
 
   // syncscope_slo_burn_rate{slo,window}, syncscope_slo_error_budget_remaining_ratio{slo},
+  // syncscope_slo_objective_ratio{slo},
   // syncscope_slo_events_total{slo,outcome}, syncscope_circuit_state{slo,target,state}.
   void collect(std::vector<metrics::Family>& out) const override;
 

@@ -183,16 +183,6 @@ notifiers:
   am: {{ type: alertmanager, url: "http://127.0.0.1:{dead_port}" }}
 """
 
-OBJECTIVES = """
-groups:
-  - name: test-objectives
-    rules:
-      - record: syncscope:slo_objective:percent
-        expr: vector(99.0)
-        labels: { slo: host-runq }
-"""
-
-
 def test_every_panel_query_returns_data(tmp_path, start_agent, start_prometheus, workloads):
     from conftest import free_port
     secret = tmp_path / "hook.key"
@@ -212,10 +202,7 @@ def test_every_panel_query_returns_data(tmp_path, start_agent, start_prometheus,
     falseshare.send("go\n")
 
     agent = start_agent(AGENT_CONFIG.format(dead_port=free_port(), secret=secret))
-    objectives = tmp_path / "objectives.yaml"
-    objectives.write_text(OBJECTIVES)
-    prometheus = start_prometheus([f"127.0.0.1:{agent.port}"],
-                                  rule_files=[str(RULES / "syncscope.rules.yaml"), str(objectives)])
+    prometheus = start_prometheus([f"127.0.0.1:{agent.port}"], rule_files=[str(RULES / "syncscope.rules.yaml")])
     wait_until(lambda: any(t["health"] == "up" for t in prometheus.targets()), timeout=30, what="target up")
 
     queries = []  # (dashboard uid, panel title, refId, promql, range?)

@@ -55,7 +55,7 @@ def check_tree(root, prefix, stripped=False):
     assert provider["options"]["path"] == f"{prefix}/share/syncscope/dashboards"
     assert (share / "provisioning/datasource.yaml").exists()
     rules = sorted(p.name for p in (share / "rules").glob("*.yaml"))
-    assert rules == ["syncscope-objectives.yaml", "syncscope.rules.yaml"], rules
+    assert rules == ["syncscope.rules.yaml"], rules
     assert (share / "default.yaml").exists()
     assert (root / rel / "share/doc/syncscope/README.md").exists()
     # The installed rules are valid as installed.

@@ -292,21 +292,24 @@ TEST_F(SloEngineTest, MetricsExposeExactlyTheDocumentedFamilies) {
   for (int i = 0; i < 10; ++i) second(*engine, 90, 10);
   std::vector<metrics::Family> families;
   engine->collect(families);
-  ASSERT_EQ(families.size(), 4u);
+  ASSERT_EQ(families.size(), 5u);
   EXPECT_EQ(families[0].name, "syncscope_slo_burn_rate");
   EXPECT_EQ(families[0].samples[0].labels, (metrics::Labels{{"slo", "crowded-runq"}, {"window", "4s"}}));
   EXPECT_DOUBLE_EQ(families[0].samples[0].value, 10.0);
   EXPECT_EQ(families[0].samples[1].labels, (metrics::Labels{{"slo", "crowded-runq"}, {"window", "20s"}}));
   EXPECT_EQ(families[1].name, "syncscope_slo_error_budget_remaining_ratio");
   EXPECT_NEAR(families[1].samples[0].value, 1.0 - 10.0, 1e-9);  // 10 % bad over 10 s of the hour
-  EXPECT_EQ(families[2].name, "syncscope_slo_events_total");
-  EXPECT_EQ(families[2].type, metrics::Type::counter);
-  EXPECT_EQ(families[2].samples[0].labels, (metrics::Labels{{"slo", "crowded-runq"}, {"outcome", "good"}}));
-  EXPECT_EQ(families[2].samples[0].value, 900);
-  EXPECT_EQ(families[2].samples[1].value, 100);
-  EXPECT_EQ(families[3].name, "syncscope_circuit_state");
-  ASSERT_EQ(families[3].samples.size(), 3u);
-  for (const auto& sample : families[3].samples) {
+  EXPECT_EQ(families[2].name, "syncscope_slo_objective_ratio");
+  EXPECT_EQ(families[2].samples[0].labels, (metrics::Labels{{"slo", "crowded-runq"}}));
+  EXPECT_DOUBLE_EQ(families[2].samples[0].value, crowded_runq().objective / 100);
+  EXPECT_EQ(families[3].name, "syncscope_slo_events_total");
+  EXPECT_EQ(families[3].type, metrics::Type::counter);
+  EXPECT_EQ(families[3].samples[0].labels, (metrics::Labels{{"slo", "crowded-runq"}, {"outcome", "good"}}));
+  EXPECT_EQ(families[3].samples[0].value, 900);
+  EXPECT_EQ(families[3].samples[1].value, 100);
+  EXPECT_EQ(families[4].name, "syncscope_circuit_state");
+  ASSERT_EQ(families[4].samples.size(), 3u);
+  for (const auto& sample : families[4].samples) {
     EXPECT_EQ(sample.labels[1], (std::pair<std::string, std::string>{"target", "cgroup=/crowded"}));
     EXPECT_EQ(sample.value, sample.labels[2].second == "open" ? 1 : 0) << sample.labels[2].second;
   }

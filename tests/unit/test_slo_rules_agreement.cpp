@@ -96,7 +96,7 @@ config::SloConfig default_policy(const std::string& name) {
   config::SloConfig slo;
   slo.name = name;
   slo.target = {config::TargetSelector::Kind::cgroup, "/"};
-  slo.objective = 99.0;  // as in syncscope-objectives.yaml (api-runq) and the test file (quiet)
+  slo.objective = 99.0;  // syncscope_slo_objective_ratio 0.99 in the promtool test file
   slo.window = std::chrono::hours(24 * 30);
   slo.min_events = 100;
   return slo;
