@@ -69,8 +69,10 @@ $(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h bpf/lib/*.h) $(VMLINUX_H)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@.tmp.o
 	$(BPFTOOL) gen object $@ $@.tmp.o && rm -f $@.tmp.o
 
-# Keep the objects: the tests and `bpftool prog` inspection use them too.
-.SECONDARY: $(BPF_OBJS)
+# Keep the objects (the tests and `bpftool prog` inspection use them too) and
+# the skeletons: as intermediates make would delete them at exit, and the next
+# make would regenerate them and recompile everything that includes them.
+.SECONDARY: $(BPF_OBJS) $(BPF_SKELS)
 $(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
 	$(BPFTOOL) gen skeleton $< name $(subst -,_,$*)_bpf > $@.tmp && mv $@.tmp $@
 

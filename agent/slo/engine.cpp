@@ -135,6 +135,12 @@ struct SloEngine::Slo {
   bool ticket_firing = false;
   CircuitBreaker breaker;
   uint64_t sequence = 0;
+  // The highest sequence handed to the notifier (whose outbox makes it
+  // durable). The sequence is persisted before the hand-over, so a kill in
+  // between leaves queued_sequence < sequence on disk: the transition was
+  // never queued, and the next run sends the circuit's state once more.
+  uint64_t queued_sequence = 0;
+  bool resend_after_restart = false;
 
   // Turning readings into events.
   std::optional<EventCounters> baseline;
@@ -145,7 +151,7 @@ struct SloEngine::Slo {
 };
 
 struct SloEngine::Pending {
-  const Slo* slo = nullptr;  // stable: slos_ is never resized after construction
+  Slo* slo = nullptr;  // stable: slos_ is never resized after construction
   std::optional<notify::CircuitNotification> circuit;
   std::optional<notify::AlertNotification> alert;
 };
@@ -199,6 +205,7 @@ void SloEngine::load(Slo& slo) {
   try {
     const nlohmann::json state = nlohmann::json::parse(*text);
     slo.sequence = state.at("sequence").get<uint64_t>();
+    slo.queued_sequence = state.value("queued_sequence", slo.sequence);
     const nlohmann::json& circuit = state.at("circuit");
     auto restored = circuit_state_from_string(circuit.at("state").get<std::string>());
     if (!restored) throw std::runtime_error("unknown circuit state");
@@ -211,6 +218,11 @@ void SloEngine::load(Slo& slo) {
     if (slo.breaker.state() != CircuitState::closed)
       log::info("slo {}: circuit {} resumed {} (sequence {})", slo.config.name, slo.key,
                 to_string(slo.breaker.state()), slo.sequence);
+    if (slo.queued_sequence < slo.sequence) {
+      slo.resend_after_restart = true;
+      log::warn("slo {}: circuit {} sequence {} was never queued (the agent stopped first): sending it now",
+                slo.config.name, slo.key, slo.sequence);
+    }
   } catch (const std::exception& e) {
     log::warn("slo {}: ignoring unreadable {}.json: {}", slo.config.name, stem, e.what());
   }
@@ -227,6 +239,7 @@ Result<void> SloEngine::save_circuit(const Slo& slo) const {
   const nlohmann::json state = {
       {"name", slo.config.name},
       {"sequence", slo.sequence},
+      {"queued_sequence", slo.queued_sequence},
       {"circuit",
        {{"key", slo.key},
         {"state", to_string(snap.state)},
@@ -280,6 +293,10 @@ void SloEngine::evaluate() {
         }
       }
       notifier_.circuit_event(*p.circuit);
+      std::lock_guard lock(mu_);
+      p.slo->queued_sequence = std::max(p.slo->queued_sequence, p.circuit->sequence);
+      if (auto saved = save_circuit(*p.slo); !saved)
+        log::warn("slo {}: {}", p.slo->config.name, saved.error().message());
     }
     if (p.alert) notifier_.alert_state(*p.alert);
   }
@@ -350,27 +367,36 @@ void SloEngine::evaluate_one(Slo& slo, int64_t second, SteadyTime steady, WallTi
   }
 
   // 3. The breaker.
-  if (std::optional<CircuitEvent> event = slo.breaker.update(page, steady)) {
-    ++slo.sequence;
-    if (auto saved = save_circuit(slo); !saved)
-      log::error("slo {}: could not persist circuit sequence {}: {}", slo.config.name, slo.sequence,
-                 saved.error().message());
+  auto circuit_notification = [&](CircuitState state, std::string reason, std::optional<SteadyTime> open_until) {
     notify::CircuitNotification n;
-    n.type = webhook_type(event->to);
+    n.type = webhook_type(state);
     n.sequence = slo.sequence;
     n.circuit = slo.key;
     n.slo_name = slo.config.name;
     n.objective = objective;
     n.window = slo.window_label;
     n.target = slo.target;
-    n.reason = event->reason;
+    n.reason = std::move(reason);
     n.burn_rates = slo.burn_rates();
     n.error_budget_remaining = slo.budget_remaining;
-    if (event->open_until) n.open_until = to_wall(*event->open_until, steady, wall);
+    if (open_until) n.open_until = to_wall(*open_until, steady, wall);
     n.timestamp = wall;
     n.notifiers = slo.config.circuit.notify;
     pending.push_back(Pending{&slo, std::move(n), std::nullopt});
+  };
+  if (std::optional<CircuitEvent> event = slo.breaker.update(page, steady)) {
+    ++slo.sequence;
+    if (auto saved = save_circuit(slo); !saved)
+      log::error("slo {}: could not persist circuit sequence {}: {}", slo.config.name, slo.sequence,
+                 saved.error().message());
+    circuit_notification(event->to, event->reason, event->open_until);
+  } else if (slo.resend_after_restart) {
+    // The body is the circuit's whole state, so the lost transition is
+    // carried by its state now, under the sequence it was given.
+    circuit_notification(slo.breaker.state(), "resent after a restart: the agent stopped before queueing it",
+                         slo.breaker.open_until());
   }
+  slo.resend_after_restart = false;
 
   // 4. Alerts: every second while firing (fresh annotations), once when they stop.
   if (!slo.config.circuit.notify.empty()) {

@@ -104,6 +104,9 @@ def test_agrees_with_libbpf_tools_runqlat(workloads, hogs):
     anchor_total = sum(c for _, _, c in anchor_rows)
     our_total = report["total"]
     assert sum(c for _, _, c in our_rows) == our_total
-    assert anchor_total >= 3000
+    # 3000 sleeps, so about 3000 switch-ins after a wakeup; a sleeper
+    # preempted between arming its timer and blocking can be woken while
+    # still queued, and that one is not counted (see tests/bpf/test_sched.cpp).
+    assert anchor_total >= 0.98 * 3000, anchor_total
     assert abs(our_total - anchor_total) <= 0.03 * anchor_total, (our_total, anchor_total)
     assert median_row(our_rows) == median_row(anchor_rows), (our_rows, anchor_rows)

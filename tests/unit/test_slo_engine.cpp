@@ -380,6 +380,48 @@ TEST_F(SloEngineTest, RestartResumesBudgetCircuitAndSequence) {
   for (size_t i = 0; i < notifier.circuits.size(); ++i) EXPECT_EQ(notifier.circuits[i].sequence, i + 1);
 }
 
+// A SIGKILL after the new sequence was persisted but before the notifier's
+// outbox had the notification: the state file says so, and the next run sends
+// the circuit's state once, under that sequence; a clean restart sends nothing.
+TEST_F(SloEngineTest, TransitionNeverQueuedBeforeAKillIsSentAfterRestart) {
+  TempDir dir;
+  {
+    auto engine = make({crowded_runq()}, dir.path());
+    baseline(*engine);
+    for (int i = 0; i < 40; ++i) second(*engine, 100, 0);
+    for (int i = 0; i < 8; ++i) second(*engine, 80, 20);
+    ASSERT_EQ(notifier.circuits.size(), 1u);
+  }
+  const std::string state_file = dir.path() + "/slo/crowded-runq.json";
+  nlohmann::json state = nlohmann::json::parse(std::ifstream(state_file));
+  EXPECT_EQ(state["queued_sequence"], 1);
+
+  // A clean restart: nothing is sent again (a lease renewal would come with a new sequence).
+  {
+    auto engine = make({crowded_runq()}, dir.path());
+    baseline(*engine);
+    for (size_t i = 1; i < notifier.circuits.size(); ++i) EXPECT_GT(notifier.circuits[i].sequence, 1u);
+  }
+
+  // The file as a kill between the two writes leaves it.
+  state = nlohmann::json::parse(std::ifstream(state_file));
+  const uint64_t last = state["sequence"].get<uint64_t>();
+  ASSERT_EQ(state["queued_sequence"].get<uint64_t>(), last);
+  state["queued_sequence"] = last - 1;
+  std::ofstream(state_file) << state.dump();
+  notifier.circuits.clear();
+  auto engine = make({crowded_runq()}, dir.path());
+  sli.readings.clear();
+  baseline(*engine);
+  ASSERT_EQ(notifier.circuits.size(), 1u);
+  EXPECT_EQ(notifier.circuits[0].type, "circuit.open");
+  EXPECT_EQ(notifier.circuits[0].sequence, last);
+  EXPECT_TRUE(notifier.circuits[0].open_until.has_value());
+  EXPECT_EQ(nlohmann::json::parse(std::ifstream(state_file))["queued_sequence"].get<uint64_t>(), last);
+  second(*engine, 100, 0);  // sent once only: anything later has a new sequence
+  for (size_t i = 1; i < notifier.circuits.size(); ++i) EXPECT_GT(notifier.circuits[i].sequence, last);
+}
+
 TEST_F(SloEngineTest, PeriodicSavesAreStaggered) {
   TempDir dir;
   std::vector<config::SloConfig> slos;
