@@ -18,6 +18,8 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/collectors/locks_model.h"
+
 namespace syncscope::collectors {
 
 class LocksCollector;
@@ -51,6 +53,9 @@ class CandidateSource {
   // thread about once a second; must be cheap.
   virtual std::vector<CandidateHint> hints(std::span<const uint32_t> pids) = 0;
 };
+
+// How strong a hint a contended lock of this kind is.
+CandidateOrigin candidate_origin(LockKind kind);
 
 // The locks collector's recently contended locks: each lock address and each
 // futex word its waits used (a rwlock has several) is a hint.

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "agent/collectors/cacheline_candidates.h"
 #include "agent/collectors/cacheline_dwarf.h"
 #include "agent/collectors/cacheline_globals.h"
 #include "agent/collectors/cacheline_pmu.h"
@@ -292,6 +293,14 @@ TEST(CachelineDwarf, NamesTheMemberAtAnOffset) {
 }
 
 TEST(CachelineDwarf, AFileWithoutDwarfIsAnError) { EXPECT_FALSE(DataFields::open("/nonexistent/file")); }
+
+TEST(CachelineCandidates, ContendedLocksBecomeHintsByKind) {
+  EXPECT_EQ(candidate_origin(LockKind::pthread_mutex), CandidateOrigin::lock);
+  EXPECT_EQ(candidate_origin(LockKind::futex_other), CandidateOrigin::futex);
+  EXPECT_EQ(candidate_origin(LockKind::go_mutex), CandidateOrigin::go_mutex);
+  EXPECT_EQ(candidate_origin(LockKind::go_rwmutex), CandidateOrigin::go_mutex);
+  EXPECT_EQ(to_string(CandidateOrigin::go_mutex), "go_mutex");
+}
 
 TEST(CachelineGlobals, SymbolMatchingAcceptsRawDemangledAndUnqualifiedNames) {
   DataObject o{0x1000, 8, "(anonymous namespace)::g_stats", "_ZN12_GLOBAL__N_17g_statsE", true};
