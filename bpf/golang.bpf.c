@@ -11,9 +11,11 @@
  *                                         (Go >= 1.20)
  *   sync.runtime_SemacquireMutex          the same on Go < 1.20, where RWMutex
  *                                         and lockSlow share it
- * An uncontended Lock never calls them, so it never traps.
+ *   {internal/,}sync.(*Mutex).unlockSlow  the holder side: Unlock found waiters
+ *   sync.(*RWMutex).rUnlockSlow           a reader's RUnlock found a writer waiting
+ * An uncontended Lock or Unlock never calls them, so it never traps.
  *
- * Each function gets a uprobe at its entry and one at every RET instruction
+ * Each lock function gets a uprobe at its entry and one at every RET instruction
  * (user space finds them with capstone); the pair measures the wait. Never a
  * uretprobe: the kernel replaces the return address on the goroutine's stack,
  * and when the runtime copies the stack to grow it the unwinder meets a
@@ -136,6 +138,32 @@ int go_lock_entry(struct pt_regs *ctx)
 	return 0;
 }
 
+/* Fills and submits one record; `ts`, `wait_ns` and `addr` are the caller's. */
+static __always_inline void submit_record(struct pt_regs *ctx, __u64 id, __u64 goid, __u32 function,
+					  __u64 ts, __u64 wait_ns, __u64 addr)
+{
+	struct go_lock_record *rec = reserve_or_count(&go_records, sizeof(*rec), GO_LOST_WAIT);
+	__u64 flags = 0;
+
+	if (!rec)
+		return;
+	rec->ts_ns = ts;
+	rec->wait_ns = wait_ns;
+	rec->addr = addr;
+	rec->goid = goid;
+	rec->cgroup_id = bpf_get_current_cgroup_id();
+	rec->caller_pc = 0;
+	bpf_probe_read_user(&rec->caller_pc, sizeof(rec->caller_pc), (void *)PT_REGS_SP(ctx));
+	rec->tgid = id >> 32;
+	rec->tid = (__u32)id;
+	rec->function = function;
+	bpf_get_current_comm(rec->comm, sizeof(rec->comm));
+	rec->stack_len = bpf_get_stack(ctx, rec->ips, sizeof(rec->ips), BPF_F_USER_STACK);
+	if (wakeup_bytes && bpf_ringbuf_query(&go_records, BPF_RB_AVAIL_DATA) < wakeup_bytes)
+		flags = BPF_RB_NO_WAKEUP;
+	bpf_ringbuf_submit(rec, flags);
+}
+
 SEC("uprobe")
 int go_lock_ret(struct pt_regs *ctx)
 {
@@ -143,7 +171,6 @@ int go_lock_ret(struct pt_regs *ctx)
 	__u32 tgid = id >> 32;
 	struct go_wait_key key = {};
 	struct go_wait_start *start;
-	struct go_lock_record *rec;
 
 	if (filter_targets && !bpf_map_lookup_elem(&lock_targets, &tgid))
 		return 0;
@@ -159,26 +186,27 @@ int go_lock_ret(struct pt_regs *ctx)
 		return 0;
 	}
 	now = bpf_ktime_get_ns();
-	rec = reserve_or_count(&go_records, sizeof(*rec), GO_LOST_WAIT);
-	if (rec) {
-		rec->ts_ns = now;
-		rec->wait_ns = now - start->start_ns;
-		rec->addr = start->addr;
-		rec->goid = key.goid;
-		rec->cgroup_id = bpf_get_current_cgroup_id();
-		rec->caller_pc = 0;
-		bpf_probe_read_user(&rec->caller_pc, sizeof(rec->caller_pc), (void *)PT_REGS_SP(ctx));
-		rec->tgid = tgid;
-		rec->tid = (__u32)id;
-		rec->function = key.function;
-		bpf_get_current_comm(rec->comm, sizeof(rec->comm));
-		rec->stack_len = bpf_get_stack(ctx, rec->ips, sizeof(rec->ips), BPF_F_USER_STACK);
-		__u64 flags = 0;
-		if (wakeup_bytes && bpf_ringbuf_query(&go_records, BPF_RB_AVAIL_DATA) < wakeup_bytes)
-			flags = BPF_RB_NO_WAKEUP;
-		bpf_ringbuf_submit(rec, flags);
-	}
+	submit_record(ctx, id, key.goid, key.function, now, now - start->start_ns, start->addr);
 	bpf_map_delete_elem(&go_inflight, &key);
+	return 0;
+}
+
+/* The holder side: unlockSlow runs only when Unlock found waiters (or the
+ * woken/starving flags) in the state word, rUnlockSlow only when a reader's
+ * RUnlock finds a writer waiting. Either is a release somebody waits for;
+ * the releasing goroutine's stack is the holder stack (what Go's own mutex
+ * profile records). At the entry the stack pointer points at the return
+ * address into the caller, as at a RET. */
+SEC("uprobe")
+int go_unlock_entry(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid(), cookie = bpf_get_attach_cookie(ctx);
+	__u32 tgid = id >> 32;
+
+	if (filter_targets && !bpf_map_lookup_elem(&lock_targets, &tgid))
+		return 0;
+	count_hit(GO_HIT_UNLOCK);
+	submit_record(ctx, id, current_goid(ctx, cookie), cookie & 0xff, bpf_ktime_get_ns(), 0, ctx->ax);
 	return 0;
 }
 

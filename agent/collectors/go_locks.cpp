@@ -29,6 +29,9 @@ namespace {
 struct GoLockSite {
   uint32_t function;  // GO_FN_*
   std::vector<std::string> names;
+  // The holder side: a release is an instant, so the entry alone is probed
+  // (go_unlock_entry); a wait needs the entry and every RET.
+  bool release;
   // Probe only when the binary lacks this function: before Go 1.20 the
   // RWMutex waits went through runtime_SemacquireMutex, which from 1.20 on
   // only lockSlow calls (a nested wait already timed, so a wasted trap).
@@ -36,10 +39,15 @@ struct GoLockSite {
 };
 const std::vector<GoLockSite>& sites() {
   static const std::vector<GoLockSite> kSites{
-      {GO_FN_LOCK_SLOW, {"internal/sync.(*Mutex).lockSlow", "sync.(*Mutex).lockSlow"}, ""},
-      {GO_FN_SEMACQUIRE_RW, {"sync.runtime_SemacquireRWMutex"}, ""},
-      {GO_FN_SEMACQUIRE_RW_R, {"sync.runtime_SemacquireRWMutexR"}, ""},
-      {GO_FN_SEMACQUIRE_MUTEX, {"sync.runtime_SemacquireMutex"}, "sync.runtime_SemacquireRWMutex"},
+      {GO_FN_LOCK_SLOW, {"internal/sync.(*Mutex).lockSlow", "sync.(*Mutex).lockSlow"}, false, ""},
+      {GO_FN_SEMACQUIRE_RW, {"sync.runtime_SemacquireRWMutex"}, false, ""},
+      {GO_FN_SEMACQUIRE_RW_R, {"sync.runtime_SemacquireRWMutexR"}, false, ""},
+      {GO_FN_SEMACQUIRE_MUTEX, {"sync.runtime_SemacquireMutex"}, false, "sync.runtime_SemacquireRWMutex"},
+      // Unlock calls unlockSlow only when the state word has waiters (or the
+      // woken/starving flags), RUnlock calls rUnlockSlow only when a writer
+      // waits: both are contended-only, like lockSlow.
+      {GO_FN_UNLOCK_SLOW, {"internal/sync.(*Mutex).unlockSlow", "sync.(*Mutex).unlockSlow"}, true, ""},
+      {GO_FN_RUNLOCK_SLOW, {"sync.(*RWMutex).rUnlockSlow"}, true, ""},
   };
   return kSites;
 }
@@ -86,12 +94,17 @@ std::string describe_offsets(const probes::go::RuntimeOffsets& offsets) {
 GoLockIdentity identify_go_lock(uint32_t function, uint64_t addr, std::string_view caller_function) {
   constexpr uint64_t kWriterSem = 8, kReaderSem = 12;  // sync.RWMutex{w Mutex; writerSem, readerSem uint32; …}
   switch (function) {
-    case GO_FN_LOCK_SLOW: return {LockKind::go_mutex, addr};
-    case GO_FN_SEMACQUIRE_RW: return {LockKind::go_rwmutex, addr - kWriterSem};
-    case GO_FN_SEMACQUIRE_RW_R: return {LockKind::go_rwmutex, addr - kReaderSem};
-    case GO_FN_SEMACQUIRE_MUTEX:
-      return {LockKind::go_rwmutex, caller_function == "sync.(*RWMutex).Lock" ? addr - kWriterSem : addr - kReaderSem};
-    default: return {LockKind::go_mutex, addr};
+    case GO_FN_LOCK_SLOW:
+    case GO_FN_UNLOCK_SLOW: return {LockKind::go_mutex, addr, addr};
+    case GO_FN_SEMACQUIRE_RW: return {LockKind::go_rwmutex, addr - kWriterSem, addr};
+    case GO_FN_SEMACQUIRE_RW_R: return {LockKind::go_rwmutex, addr - kReaderSem, addr};
+    case GO_FN_SEMACQUIRE_MUTEX: {
+      uint64_t lock = caller_function == "sync.(*RWMutex).Lock" ? addr - kWriterSem : addr - kReaderSem;
+      return {LockKind::go_rwmutex, lock, addr};
+    }
+    // The last reader out releases the writer's semaphore.
+    case GO_FN_RUNLOCK_SLOW: return {LockKind::go_rwmutex, addr, addr + kWriterSem};
+    default: return {LockKind::go_mutex, addr, addr};
   }
 }
 
@@ -241,6 +254,7 @@ void GoLocks::attach(ProbedGoBinary& bin) {
   size_t attached_functions = 0;
   for (const GoLockSite& site : sites()) {
     if (!site.unless_present.empty() && go.find_function(site.unless_present)) continue;
+    if (site.release && !options_.holder_stacks) continue;
     auto fn = go.resolve_first_of(site.names);
     std::string target = fmt::format("{}:{}", bin.path, site.names.back());
     if (!fn) {
@@ -250,20 +264,23 @@ void GoLocks::attach(ProbedGoBinary& bin) {
       continue;
     }
     target = fmt::format("{}:{}", bin.path, fn->name);
-    probes::Symbol symbol;
-    symbol.name = fn->name;
-    symbol.value = fn->entry;
-    symbol.size = fn->end - fn->entry;
-    auto rets = probes::ret_offsets(*bin.elf, symbol);
-    if (!rets || rets->empty()) {
-      // Without every RET a wait would never end: no entry probe either.
-      bin.rows.push_back({"go_lock_entry", "uprobe", target, false,
-                          fmt::format("not attached: {}", rets ? fmt::format("no RET instruction in [{:#x}, {:#x})", fn->entry, fn->end) : rets.error().message())});
-      continue;
-    }
+    const char* programs = site.release ? "go_unlock_entry" : "go_lock_entry+go_lock_ret";
     std::vector<std::pair<uint64_t, uint64_t>> points;  // (vaddr, cookie)
     points.emplace_back(fn->entry, goid_cookie | site.function);
-    for (uint64_t ret : *rets) points.emplace_back(ret, goid_cookie | GO_COOKIE_RET | site.function);
+    if (!site.release) {
+      probes::Symbol symbol;
+      symbol.name = fn->name;
+      symbol.value = fn->entry;
+      symbol.size = fn->end - fn->entry;
+      auto rets = probes::ret_offsets(*bin.elf, symbol);
+      if (!rets || rets->empty()) {
+        // Without every RET a wait would never end: no entry probe either.
+        bin.rows.push_back({"go_lock_entry", "uprobe", target, false,
+                            fmt::format("not attached: {}", rets ? fmt::format("no RET instruction in [{:#x}, {:#x})", fn->entry, fn->end) : rets.error().message())});
+        continue;
+      }
+      for (uint64_t ret : *rets) points.emplace_back(ret, goid_cookie | GO_COOKIE_RET | site.function);
+    }
     std::vector<loader::Link> links;
     std::string failure;
     for (const auto& [vaddr, cookie] : points) {
@@ -274,7 +291,9 @@ void GoLocks::attach(ProbedGoBinary& bin) {
       }
       LIBBPF_OPTS(bpf_uprobe_opts, opts);
       opts.bpf_cookie = cookie;
-      bpf_program* prog = (cookie & GO_COOKIE_RET) ? skel->progs.go_lock_ret : skel->progs.go_lock_entry;
+      bpf_program* prog = site.release            ? skel->progs.go_unlock_entry
+                          : (cookie & GO_COOKIE_RET) ? skel->progs.go_lock_ret
+                                                     : skel->progs.go_lock_entry;
       loader::Link link(bpf_program__attach_uprobe_opts(prog, pid, bin.path.c_str(), *offset, &opts));
       if (!link) {
         failure = fmt::format("attach at {:#x} failed: {}", vaddr, std::strerror(errno));
@@ -285,14 +304,15 @@ void GoLocks::attach(ProbedGoBinary& bin) {
     if (!failure.empty()) {
       // All or nothing per function: an entry without its RETs leaks waits,
       // RETs without the entry measure nothing.
-      bin.rows.push_back({"go_lock_entry", "uprobe", target, false, failure});
+      bin.rows.push_back({programs, "uprobe", target, false, failure});
       continue;
     }
     ++attached_functions;
     for (loader::Link& link : links) bin.links.push_back(std::move(link));
-    bin.rows.push_back({"go_lock_entry+go_lock_ret", "uprobe", target, true,
-                        fmt::format("{}, resolved via {}, entry + {} RET(s) decoded with capstone, {}{}", version,
-                                    how, rets->size(), describe_offsets(*offsets),
+    std::string where = site.release ? std::string("entry only (holder side)")
+                                     : fmt::format("entry + {} RET(s) decoded with capstone", points.size() - 1);
+    bin.rows.push_back({programs, "uprobe", target, true,
+                        fmt::format("{}, resolved via {}, {}, {}{}", version, how, where, describe_offsets(*offsets),
                                     pid > 0 ? fmt::format(", pid {}", pid) : "")});
   }
   if (attached_functions == 0 && bin.error.empty())
@@ -353,36 +373,51 @@ int GoLocks::on_record(void* ctx, void* data, size_t size) {
 
 void GoLocks::handle(const go_lock_record& r) {
   ++records_;
-  // The stack as the kernel walked it from the RET, with the return address
-  // into the immediate caller (the word at RSP) spliced in after the first
-  // frame: RBP already points at the caller's frame there, so the walk
-  // starts one level too high.
-  std::vector<uint64_t> ips;
-  size_t depth = r.stack_len > 0 ? static_cast<size_t>(r.stack_len) / sizeof(uint64_t) : 0;
-  depth = std::min<size_t>(depth, GO_STACK_DEPTH);
-  ips.reserve(depth + 1);
-  for (size_t i = 0; i < depth && r.ips[i] != 0; ++i) {
-    ips.push_back(r.ips[i]);
-    if (i == 0 && r.caller_pc) ips.push_back(r.caller_pc);
-  }
   std::string caller;
   if (r.function == GO_FN_SEMACQUIRE_MUTEX && r.caller_pc) {
     std::vector<probes::Frame> frames{probes::Frame{.address = r.caller_pc}, probes::Frame{.address = r.caller_pc}};
     name_frames(r.tgid, frames);  // the second is looked up as a return address
     caller = frames[1].symbol;
   }
-  GoLockIdentity id = identify_go_lock(r.function, r.addr, caller);
-  LockWait wait;
-  wait.pid = r.tgid;
-  wait.tid = r.tid;
-  wait.comm = std::string(r.comm, ::strnlen(r.comm, sizeof r.comm));
-  wait.cgroup_id = r.cgroup_id;
-  wait.kind = id.kind;
-  wait.lock = id.lock;
-  wait.futex = r.addr;  // the word the goroutine waited on (the Mutex, or the RWMutex's semaphore)
-  wait.wait_ns = r.wait_ns;
-  wait.ts_ns = r.ts_ns;
-  sink_->add_go_wait(wait, ips);
+  GoLockEvent event = decode_go_record(r, caller);
+  if (event.wake) sink_->add_go_wake(*event.wake, event.ips);
+  else sink_->add_go_wait(event.wait, event.ips);
+}
+
+GoLockEvent decode_go_record(const go_lock_record& r, std::string_view caller_function) {
+  GoLockEvent event;
+  // The stack as the kernel walked it from the RET (or the entry), with the
+  // return address into the immediate caller (the word at RSP) spliced in
+  // after the first frame: RBP points at the caller's frame there, so the
+  // walk starts one level too high.
+  size_t depth = r.stack_len > 0 ? static_cast<size_t>(r.stack_len) / sizeof(uint64_t) : 0;
+  depth = std::min<size_t>(depth, GO_STACK_DEPTH);
+  event.ips.reserve(depth + 1);
+  for (size_t i = 0; i < depth && r.ips[i] != 0; ++i) {
+    event.ips.push_back(r.ips[i]);
+    if (i == 0 && r.caller_pc) event.ips.push_back(r.caller_pc);
+  }
+  GoLockIdentity id = identify_go_lock(r.function, r.addr, caller_function);
+  // LockWait and LockWake share these fields: who, where, which lock, and
+  // the word waited on or released (the Mutex, or the RWMutex's semaphore).
+  auto describe = [&](auto& e) {
+    e.pid = r.tgid;
+    e.tid = r.tid;
+    e.comm = std::string(r.comm, ::strnlen(r.comm, sizeof r.comm));
+    e.cgroup_id = r.cgroup_id;
+    e.kind = id.kind;
+    e.lock = id.lock;
+    e.futex = id.word;
+    e.ts_ns = r.ts_ns;
+  };
+  if (r.function == GO_FN_UNLOCK_SLOW || r.function == GO_FN_RUNLOCK_SLOW) {
+    describe(event.wake.emplace());
+    event.wake->woken = 0;  // the runtime decides whom to ready; the probe does not see it
+  } else {
+    describe(event.wait);
+    event.wait.wait_ns = r.wait_ns;
+  }
+  return event;
 }
 
 void GoLocks::name_frames(uint32_t pid, std::vector<probes::Frame>& frames) const {
@@ -420,7 +455,7 @@ std::string GoLocks::summary() const {
     if (!bin->links.empty()) ++probed;
   }
   if (go == 0) return "Go mutex uprobes: no Go binary among the targets yet";
-  return fmt::format("Go mutex uprobes (lockSlow / RWMutex semaphores, entry + RETs) on {} of {} Go binar{}", probed,
+  return fmt::format("Go mutex uprobes (lockSlow / RWMutex semaphores at entry + RETs, unlockSlow / rUnlockSlow at entry) on {} of {} Go binar{}", probed,
                      go, go == 1 ? "y" : "ies");
 }
 

@@ -9,7 +9,11 @@
 // 1.17: the register ABI), the executable is probed once, however many
 // processes run it: a uprobe at the entry and at every RET instruction of
 // each contended-only slow path (the catalog in go_locks.cpp), the RETs found
-// by decoding the function with capstone (probes/disasm.h). Functions come
+// by decoding the function with capstone (probes/disasm.h); and a uprobe at
+// the entry of the contended-only unlock paths (unlockSlow, rUnlockSlow),
+// whose records are the holder side: the stack of the goroutine releasing a
+// lock somebody waits for, as `trace locks --stacks` shows for futexes (and
+// what Go's own mutex profile records). Functions come
 // from .symtab or, in stripped binaries, from .gopclntab; the goid offset in
 // runtime.g from DWARF or the per-version table (probes/go/). Anything that
 // cannot be probed is a row in /debug/probes, never an error of the agent.
@@ -54,6 +58,8 @@ class GoLockSink {
   virtual ~GoLockSink() = default;
   // `ips`: the goroutine's user stack, innermost first (run-time addresses).
   virtual void add_go_wait(const LockWait& wait, std::span<const uint64_t> ips) = 0;
+  // A release that had waiters (unlockSlow, rUnlockSlow): the holder side.
+  virtual void add_go_wake(const LockWake& wake, std::span<const uint64_t> ips) = 0;
 };
 
 struct GoLocksOptions {
@@ -63,6 +69,9 @@ struct GoLocksOptions {
   // (its fd, shared with golang.bpf.o); -1: every process.
   int lock_targets_fd = -1;
   bool lazy_wakeup = true;
+  // Probe unlockSlow / rUnlockSlow for the holder side (off with
+  // locks.stacks: false, where a release would carry nothing but a count).
+  bool holder_stacks = true;
   uint32_t ringbuf_bytes = 4 << 20;
   // In-flight waits older than this are dropped (a panic can skip every
   // RET; a process killed mid-wait never reaches one).
@@ -149,10 +158,23 @@ class GoLocks {
 // readerSem at 12 of sync.RWMutex in every Go version (after the 8-byte w
 // Mutex). Before Go 1.20 both go through runtime_SemacquireMutex, told
 // apart by the caller: sync.(*RWMutex).Lock is the writer (RLock is inlined).
+// The holder side: unlockSlow names its Mutex; rUnlockSlow its RWMutex, and
+// the word it releases is the writer's semaphore.
 struct GoLockIdentity {
   LockKind kind = LockKind::go_mutex;
   uint64_t lock = 0;
+  uint64_t word = 0;  // the word waited on or released (the futex word's analogue)
 };
 GoLockIdentity identify_go_lock(uint32_t function, uint64_t addr, std::string_view caller_function);
+
+// Pure, for tests: one ring-buffer record as the locks collector takes it,
+// a wait or (unlockSlow, rUnlockSlow) a release, with the goroutine's stack,
+// innermost first. `caller_function` as for identify_go_lock.
+struct GoLockEvent {
+  LockWait wait;                 // when !wake
+  std::optional<LockWake> wake;  // the holder side
+  std::vector<uint64_t> ips;
+};
+GoLockEvent decode_go_record(const go_lock_record& record, std::string_view caller_function);
 
 }  // namespace syncscope::collectors

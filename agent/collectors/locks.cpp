@@ -811,6 +811,9 @@ void LocksCollector::start_golang() {
   go.pid = options_.pid;
   if (options_.pid || !selectors_.empty()) go.lock_targets_fd = bpf_map__fd(futex_->maps.lock_targets);
   go.lazy_wakeup = options_.lazy_wakeup;
+  // The unlock-side probes exist for holder stacks: without stacks they
+  // would only count releases, not worth a trap each.
+  go.holder_stacks = options_.stacks;
   auto started = GoLocks::start(go, *this);
   if (!started) {
     go_status_ = fmt::format("Go lock probes unavailable: {}", started.error().message());
@@ -832,11 +835,22 @@ void LocksCollector::start_golang() {
 }
 
 void LocksCollector::add_go_wait(const LockWait& wait, std::span<const uint64_t> ips) {
-  ++records_;
-  StackKey stack = options_.stacks ? stack_table_.intern(ips) : 0;
-  if (options_.symbolize_eagerly) frames_of(wait.pid, stack);
+  StackKey stack = intern_go_stack(wait.pid, ips);
   std::lock_guard lock(mu_);
   aggregator_->add_wait(wait, stack);
+}
+
+void LocksCollector::add_go_wake(const LockWake& wake, std::span<const uint64_t> ips) {
+  StackKey stack = intern_go_stack(wake.pid, ips);
+  std::lock_guard lock(mu_);
+  aggregator_->add_wake(wake, stack);
+}
+
+StackKey LocksCollector::intern_go_stack(uint32_t pid, std::span<const uint64_t> ips) {
+  ++records_;
+  StackKey stack = options_.stacks ? stack_table_.intern(ips) : 0;
+  if (options_.symbolize_eagerly) frames_of(pid, stack);
+  return stack;
 }
 
 }  // namespace syncscope::collectors

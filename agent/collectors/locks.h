@@ -155,6 +155,8 @@ class LocksCollector final : public Collector, private CallerClassifier, private
   static int on_record(void* ctx, void* data, size_t size);
   void handle(const lock_record& record);
   void add_go_wait(const LockWait& wait, std::span<const uint64_t> ips) override;
+  void add_go_wake(const LockWake& wake, std::span<const uint64_t> ips) override;
+  StackKey intern_go_stack(uint32_t pid, std::span<const uint64_t> ips);
   void start_golang();
   bpf_object* go_object() const;
   void on_exec(uint32_t pid);

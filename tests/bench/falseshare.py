@@ -40,19 +40,15 @@ import json
 import os
 import pathlib
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-BUILD = pathlib.Path(os.environ.get("SYNCSCOPE_BUILD", REPO / "build"))
-SYNCSCOPE = BUILD / "syncscope"
+from common import BUILD, SYNCSCOPE, Agent, cpu_seconds, require
+
 FALSESHARE = BUILD / "workloads" / "falseshare"
 
 DEFAULT_GRID = [(10, 0.02), (20, 0.01), (20, 0.02), (20, 0.05), (20, 0.10), (50, 0.02), (50, 0.05)]
@@ -66,12 +62,6 @@ def grid():
     if not text:
         return DEFAULT_GRID
     return [(int(w), float(d)) for w, d in (pair.split(":") for pair in text.split(","))]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Workload:
@@ -108,9 +98,7 @@ class Workload:
         return statistics.mean(values) if values else float("nan")
 
     def cpu_seconds(self):
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.pid)
 
     def stop(self):
         try:
@@ -171,59 +159,46 @@ def slowdown():
     return rows
 
 
-class Agent:
-    def __init__(self, workdir, pid, window_ms, duty):
-        self.port = free_port()
-        config = workdir / "falseshare-bench.yaml"
-        config.write_text(f"listen: 127.0.0.1:{self.port}\nstate_dir: {workdir}\n"
-                          "sched: { enabled: false }\nlocks: { enabled: false }\n"
-                          f"cachelines: {{ enabled: true, targets: [{{ pid: {pid} }}], "
-                          f"watch: {{ window_ms: {window_ms}, duty_cycle: {duty} }} }}\n")
-        self.log = open(workdir / "agent.log", "w")
-        self.started = time.monotonic()
-        self.process = subprocess.Popen([str(SYNCSCOPE), "agent", "--config", str(config)],
-                                        stdout=self.log, stderr=subprocess.STDOUT)
-        self.ready = None
+def falseshare_agent(workdir, name, pid, window_ms, duty):
+    """Returned at once (detection is timed from the agent's start)."""
+    config = ("sched: { enabled: false }\nlocks: { enabled: false }\n"
+              f"cachelines: {{ enabled: true, targets: [{{ pid: {pid} }}], "
+              f"watch: {{ window_ms: {window_ms}, duty_cycle: {duty} }} }}\n")
+    return Agent(workdir, config, name, ready=lambda agent: True)
 
-    def get(self, path):
-        return urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=1).read().decode()
 
-    def wait_for(self, needle, timeout=60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("agent exited")
-            try:
-                if self.ready is None and self.get("/healthz"):
-                    self.ready = time.monotonic()
-                if needle in self.get("/metrics"):
-                    return time.monotonic()
-            except OSError:
-                pass
-            time.sleep(0.1)
-        return None
-
-    def stop(self):
-        self.process.send_signal(signal.SIGTERM)
+def wait_for_metric(agent, needle, timeout=60):
+    """(when /healthz first answered, when `needle` appeared in /metrics), monotonic; None if it never did."""
+    ready = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if agent.process.poll() is not None:
+            raise RuntimeError(f"agent exited: see {agent.log_path}")
         try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
+            if ready is None and agent.healthy():
+                ready = time.monotonic()
+            if needle in agent.get("/metrics"):
+                return ready, time.monotonic()
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return None
 
 
 def detection(window_ms, duty):
     times = []
     with tempfile.TemporaryDirectory(prefix="syncscope-falseshare-bench-") as tmp:
-        for _ in range(ROUNDS):
+        for round_ in range(ROUNDS):
             workload = Workload()
-            agent = Agent(pathlib.Path(tmp), workload.pid, window_ms, duty)
+            agent = falseshare_agent(pathlib.Path(tmp), f"agent-{window_ms}-{duty}-{round_}", workload.pid, window_ms,
+                                     duty)
             try:
-                found = agent.wait_for(f'line="{workload.line}",symbol="g_false_shared",verdict="false_sharing"')
+                found = wait_for_metric(agent, f'line="{workload.line}",symbol="g_false_shared",'
+                                               'verdict="false_sharing"')
                 if found is not None:
-                    times.append({"from_start_s": found - agent.started,
-                                  "from_ready_s": found - (agent.ready or agent.started)})
+                    ready, seen = found
+                    times.append({"from_start_s": seen - agent.started,
+                                  "from_ready_s": seen - (ready or agent.started)})
             finally:
                 agent.stop()
                 workload.stop()
@@ -232,11 +207,7 @@ def detection(window_ms, duty):
 
 def run():
     """Returns {"slowdown": [...], "detection": {...}}."""
-    if os.geteuid() != 0:
-        raise RuntimeError("the false-sharing benchmark attaches watchpoints and BPF programs: run it as root")
-    for path in (SYNCSCOPE, FALSESHARE):
-        if not path.exists():
-            raise RuntimeError(f"{path} is missing: run `make all workloads` first")
+    require("false-sharing", FALSESHARE)
     result = {"slowdown": slowdown(), "detection": {}}
     for window_ms, duty in ((20, 0.02), (20, 0.05)):
         times = detection(window_ms, duty)

@@ -1,13 +1,14 @@
 #!/usr/bin/python3
 """Go mutex benchmarks: what the Go lock probes (uprobes on lockSlow's entry
-and RETs) cost a contended Go program, as ratios against the same workload
-measured bare in the same run.
+and RETs, on unlockSlow's entry for the holder side) cost a contended Go
+program, as ratios against the same workload measured bare in the same run.
 
   1. Contended: tests/workloads/go/gomutex, 8 goroutines on one sync.Mutex
      (hold 50 us, 5 us outside) for a fixed time; throughput = acquisitions
-     per second. With the agent attached vs bare. Every contended Lock costs
-     two traps (entry + RET) here, so this is the probes' worst case per
-     wait; what matters is that the cost scales with contention.
+     per second. With the agent attached vs bare, and with locks.stacks off
+     (no holder-side probe). Every contended Lock costs two traps (entry +
+     RET) and its Unlock one more here, so this is the probes' worst case
+     per wait; what matters is that the cost scales with contention.
   2. Uncontended: one goroutine, nothing outside the lock: Lock never takes
      the slow path, no probe fires; the ratio should be ~1.00.
   Also the agent's own CPU time (utime + stime from /proc) while the
@@ -22,37 +23,20 @@ Runnable alone (`python3 tests/bench/go_locks.py`, as root, after
 `make all workloads`), or through tests/bench/run.py, which calls run().
 """
 
-import json
 import os
 import pathlib
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-BUILD = pathlib.Path(os.environ.get("SYNCSCOPE_BUILD", REPO / "build"))
-SYNCSCOPE = BUILD / "syncscope"
+from common import BUILD, Agent, cpu_seconds, require
+
 GOMUTEX = BUILD / "workloads" / "gomutex"
 
 ROUNDS = int(os.environ.get("GO_LOCKS_BENCH_ROUNDS", "3"))
 DURATION_S = 3
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid):
-    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
 def gomutex(*args):
@@ -73,73 +57,49 @@ def uncontended():
     return gomutex("-goroutines", 1, "-hold", "1us", "-outside", "0")
 
 
-class Agent:
-    def __init__(self, workdir, golang=True):
-        self.port = free_port()
-        config = workdir / "go-locks-bench.yaml"
-        config.write_text(f"listen: 127.0.0.1:{self.port}\nstate_dir: {workdir}\n"
-                          "sched: { enabled: false }\nlocks: { enabled: true }\n"
-                          f"golang: {{ enabled: {'true' if golang else 'false'} }}\n")
-        self.log = open(workdir / "agent.log", "w")
-        self.process = subprocess.Popen([str(SYNCSCOPE), "agent", "--config", str(config)],
-                                        stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"agent exited: see {workdir / 'agent.log'}")
-            try:
-                body = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/debug/probes", timeout=1).read()
-                if "locks" in json.loads(body)["collectors"]:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("agent did not start its locks collector within 30 s")
+def go_locks_agent(workdir, name, golang=True, stacks=True):
+    """An agent with only the locks collector, ready once it follows processes."""
+    config = ("sched: { enabled: false }\n"
+              f"locks: {{ enabled: true, stacks: {'true' if stacks else 'false'} }}\n"
+              f"golang: {{ enabled: {'true' if golang else 'false'} }}\n")
+    return Agent(workdir, config, name, ready=lambda agent: "locks" in agent.get_json("/debug/probes")["collectors"])
 
-    def go_probes_attached(self):
-        body = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/debug/probes", timeout=1).read()
-        locks = json.loads(body)["collectors"]["locks"]
-        return any(row["program"].startswith("go_lock") for row in locks.get("attached", []))
 
-    def stop(self):
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
+def go_probes_attached(agent):
+    return any(row["program"].startswith("go_lock") for row in agent.probes("locks").get("attached", []))
 
 
 def run():
     """Returns {"contended_acq_per_s": {...}, "uncontended_acq_per_s": {...}, "agent_cpu_share": x, "ratios": {...}}."""
-    if os.geteuid() != 0:
-        raise RuntimeError("the Go locks benchmark attaches BPF programs: run it as root")
-    for path in (SYNCSCOPE, GOMUTEX):
-        if not path.exists():
-            raise RuntimeError(f"{path} is missing: run `make all workloads` first")
-    samples = {"bare": {"c": [], "u": []}, "agent": {"c": [], "u": []}, "agent_no_go": {"c": []},
-               "agent_cpu_share": []}
+    require("Go locks", GOMUTEX)
+    samples = {"bare": {"c": [], "u": []}, "agent": {"c": [], "u": []}, "agent_no_holders": {"c": []},
+               "agent_no_go": {"c": []}, "agent_cpu_share": []}
     attached = False
     with tempfile.TemporaryDirectory(prefix="syncscope-go-locks-bench-") as tmp:
         workdir = pathlib.Path(tmp)
         for round_ in range(ROUNDS):
             samples["bare"]["c"].append(contended())
             samples["bare"]["u"].append(uncontended())
-            agent = Agent(workdir)
+            agent = go_locks_agent(workdir, f"agent-{round_}")
             try:
-                before, start = cpu_seconds(agent.process.pid), time.monotonic()
+                before, start = cpu_seconds(agent.pid), time.monotonic()
                 samples["agent"]["c"].append(contended())
-                samples["agent_cpu_share"].append((cpu_seconds(agent.process.pid) - before) /
-                                                  (time.monotonic() - start))
-                attached = attached or agent.go_probes_attached()
+                samples["agent_cpu_share"].append((cpu_seconds(agent.pid) - before) / (time.monotonic() - start))
+                attached = attached or go_probes_attached(agent)
                 samples["agent"]["u"].append(uncontended())
+            finally:
+                agent.stop()
+            # Without stacks the holder side (unlockSlow, rUnlockSlow) is not
+            # probed: the difference is what the holder stacks cost.
+            agent = go_locks_agent(workdir, f"no-holders-{round_}", stacks=False)
+            try:
+                samples["agent_no_holders"]["c"].append(contended())
             finally:
                 agent.stop()
             # The same agent with golang off: only the futex side sees the Go
             # program (its runtime's own futex sleeps), which isolates the cost
             # of the Go lock probes.
-            agent = Agent(workdir, golang=False)
+            agent = go_locks_agent(workdir, f"no-go-{round_}", golang=False)
             try:
                 samples["agent_no_go"]["c"].append(contended())
             finally:
@@ -148,6 +108,7 @@ def run():
     med = {name: {k: statistics.median(v) for k, v in s.items()} for name, s in samples.items() if isinstance(s, dict)}
     return {
         "contended_acq_per_s": {"bare": med["bare"]["c"], "agent": med["agent"]["c"],
+                                "agent_without_holder_probes": med["agent_no_holders"]["c"],
                                 "agent_without_go_probes": med["agent_no_go"]["c"]},
         "uncontended_acq_per_s": {"bare": med["bare"]["u"], "agent": med["agent"]["u"]},
         "agent_cpu_share": statistics.median(samples["agent_cpu_share"]),
@@ -155,6 +116,7 @@ def run():
         "ratios": {
             # Throughput: below 1.0 means the agent slowed the workload down.
             "contended_agent_vs_bare": med["agent"]["c"] / med["bare"]["c"],
+            "contended_agent_without_holder_probes_vs_bare": med["agent_no_holders"]["c"] / med["bare"]["c"],
             "contended_agent_without_go_probes_vs_bare": med["agent_no_go"]["c"] / med["bare"]["c"],
             "uncontended_agent_vs_bare": med["agent"]["u"] / med["bare"]["u"],
         },
@@ -169,6 +131,8 @@ def report(result):
     lines = [
         "go_locks: gomutex, 8 goroutines on one sync.Mutex (hold 50 us), acquisitions/s (median)",
         f"  bare {c['bare']:.0f}   agent {c['agent']:.0f}   throughput ratio {r['contended_agent_vs_bare']:.3f}x",
+        f"  agent with locks.stacks off {c['agent_without_holder_probes']:.0f}   "
+        f"ratio {r['contended_agent_without_holder_probes_vs_bare']:.3f}x (no unlockSlow probe, no stacks)",
         f"  agent with golang off {c['agent_without_go_probes']:.0f}   "
         f"ratio {r['contended_agent_without_go_probes_vs_bare']:.3f}x (the futex side alone)",
         f"  agent CPU while it ran: {result['agent_cpu_share'] * 100:.1f}% of one core",

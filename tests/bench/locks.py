@@ -21,22 +21,18 @@ Runnable alone (`python3 tests/bench/locks.py`, as root, after
 `make workloads`), or through tests/bench/run.py, which calls run().
 """
 
-import json
 import os
 import pathlib
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-BUILD = pathlib.Path(os.environ.get("SYNCSCOPE_BUILD", REPO / "build"))
-SYNCSCOPE = BUILD / "syncscope"
+from common import BUILD, REPO, Agent, require
+
 LOCK_BENCH = BUILD / "workloads" / "lock_bench"
 STANDIN = REPO / "tests" / "e2e" / "futexctn.bt"
 
@@ -46,12 +42,6 @@ CONTENDED_THREADS = 4
 CONTENDED_ITERATIONS = 50_000
 CONTENDED_INSIDE_NS = 20_000  # held this long per acquisition
 CONTENDED_OUTSIDE_NS = 0
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_workload(*args):
@@ -70,37 +60,12 @@ def contended():
                         CONTENDED_OUTSIDE_NS)
 
 
-class Agent:
-    def __init__(self, workdir):
-        self.port = free_port()
-        config = workdir / "locks-bench.yaml"
-        config.write_text(f"listen: 127.0.0.1:{self.port}\nstate_dir: {workdir}\n"
-                          "sched: { enabled: false }\nlocks: { enabled: true }\n")
-        self.log = open(workdir / "agent.log", "w")
-        self.process = subprocess.Popen([str(SYNCSCOPE), "agent", "--config", str(config)],
-                                        stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"agent exited: see {workdir / 'agent.log'}")
-            try:
-                body = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/debug/probes", timeout=1).read()
-                locks = json.loads(body)["collectors"].get("locks", {})
-                if any(row["kind"] == "uprobe" for row in locks.get("attached", [])):
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("agent did not attach its lock probes within 30 s")
-
-    def stop(self):
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
+def locks_agent(workdir, name):
+    """The default locks config, ready once its glibc uprobes are attached."""
+    def uprobes_attached(agent):
+        return any(row["kind"] == "uprobe" for row in agent.probes("locks").get("attached", []))
+    return Agent(workdir, "sched: { enabled: false }\nlocks: { enabled: true }\n", name, ready=uprobes_attached,
+                 timeout=30)
 
 
 class Standin:
@@ -117,6 +82,8 @@ class Standin:
         raise RuntimeError("bpftrace did not attach within 30 s")
 
     def stop(self):
+        # SIGINT: bpftrace prints its maps (read here, so a full pipe cannot
+        # block it) and detaches.
         self.process.send_signal(signal.SIGINT)
         try:
             self.process.communicate(timeout=30)
@@ -127,11 +94,7 @@ class Standin:
 
 def run():
     """Returns {"uncontended_ns_per_iter": {...}, "contended_wall_ms": {...}, "ratios": {...}}."""
-    if os.geteuid() != 0:
-        raise RuntimeError("the locks benchmark attaches BPF programs: run it as root")
-    for path in (SYNCSCOPE, LOCK_BENCH):
-        if not path.exists():
-            raise RuntimeError(f"{path} is missing: run `make all workloads` first")
+    require("locks", LOCK_BENCH)
     have_standin = shutil.which("bpftrace") is not None
     samples = {"bare": {"u": [], "c": []}, "agent": {"u": [], "c": []}, "standin": {"c": []}}
     with tempfile.TemporaryDirectory(prefix="syncscope-locks-bench-") as tmp:
@@ -139,7 +102,7 @@ def run():
         for round_ in range(ROUNDS):
             samples["bare"]["u"].append(uncontended())
             samples["bare"]["c"].append(contended())
-            agent = Agent(workdir)
+            agent = locks_agent(workdir, f"agent-{round_}")
             try:
                 samples["agent"]["u"].append(uncontended())
                 samples["agent"]["c"].append(contended())

@@ -44,17 +44,14 @@ import pathlib
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-BUILD = pathlib.Path(os.environ.get("SYNCSCOPE_BUILD", REPO / "build"))
-SYNCSCOPE = BUILD / "syncscope"
+from common import BUILD, SYNCSCOPE, Agent, cpu_seconds, stop_process
+
 SLEEPER = BUILD / "workloads" / "sleeper"
 CPU_HOG = BUILD / "workloads" / "cpu_hog"
 
@@ -78,12 +75,6 @@ BPF_STATS_RUN_TIME = 0
 def runqlat_path():
     return shutil.which("runqlat") or next(
         (p for p in ("/usr/sbin/runqlat", "/usr/share/libbpf-tools/runqlat") if os.access(p, os.X_OK)), None)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RunTimeStats:
@@ -165,41 +156,25 @@ def snapshot(pid):
     return {k: tuple(v) for k, v in totals.items()}
 
 
+def sched_programs_attached(pid):
+    held = held_programs(pid)
+    if not held:
+        return False
+    shown = bpftool_programs()
+    kinds = {kind_of(shown[i].get("name", ""), tp) for i, tp in held.items() if i in shown}
+    # Attached, not just loaded: a link fd names the tracepoint.
+    return set(KINDS) <= kinds and sum(1 for tp in held.values() if tp) >= 3
+
+
 def wait_for_sched_programs(process, what, timeout=30):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{what} exited (status {process.returncode}) before attaching")
-        held = held_programs(process.pid)
-        if held:
-            shown = bpftool_programs()
-            kinds = {kind_of(shown[i].get("name", ""), tp) for i, tp in held.items() if i in shown}
-            # Attached, not just loaded: a link fd names the tracepoint.
-            if set(KINDS) <= kinds and sum(1 for tp in held.values() if tp) >= 3:
-                return
+        if sched_programs_attached(process.pid):
+            return
         time.sleep(0.1)
     raise RuntimeError(f"{what} did not attach its scheduler programs within {timeout} s")
-
-
-def cpu_seconds(pid):
-    """CPU time of process `pid`: the sum of its threads' schedstat run time
-    (nanoseconds; an idle agent uses well under one 10 ms clock tick per
-    second), else utime + stime from /proc/PID/stat."""
-    total_ns, found = 0, False
-    try:
-        for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
-            try:
-                total_ns += int((task / "schedstat").read_text().split()[0])
-                found = True
-            except (OSError, ValueError, IndexError):  # the thread exited while we looked
-                pass
-    except OSError:
-        pass
-    if found:
-        return total_ns / 1e9
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid):
@@ -210,54 +185,14 @@ def rss_kib(pid):
     return 0
 
 
-def stop(process, sig=signal.SIGTERM, timeout=10):
-    if process.poll() is None:
-        process.send_signal(sig)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-class Agent:
-    def __init__(self, workdir, default_config=False):
-        self.port = free_port()
-        if default_config:
-            # The embedded default, only moved off the default port and state dir.
-            args = ["--listen", f"127.0.0.1:{self.port}"]
-            config = None
-        else:
-            config = workdir / "sched-bench.yaml"
-            config.write_text(f"listen: 127.0.0.1:{self.port}\nstate_dir: {workdir}\nbpf_stats: true\n"
-                              "sched: { enabled: true }\nlocks: { enabled: false }\n"
-                              "golang: { enabled: false }\ncachelines: { enabled: false }\n")
-            args = ["--config", str(config)]
-        self.log_path = workdir / "agent.log"
-        self.log = open(self.log_path, "a")
-        self.process = subprocess.Popen([str(SYNCSCOPE), "agent", *args], stdout=self.log, stderr=subprocess.STDOUT,
-                                        cwd=workdir)
-        self.pid = self.process.pid
-        try:
-            wait_for_sched_programs(self.process, f"syncscope agent (log: {self.log_path})")
-            self.wait_healthy()
-        except Exception:
-            self.stop()
-            raise
-
-    def wait_healthy(self, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1).read()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"agent /healthz did not answer within {timeout} s (log: {self.log_path})")
-
-    def stop(self):
-        stop(self.process)
-        self.log.close()
+def sched_agent(workdir, default_config=False):
+    """The agent with only the sched collector (bpf_stats on), or on the
+    embedded default config, moved off the default port only; ready once its
+    scheduler programs are attached and /healthz answers."""
+    config = None if default_config else ("bpf_stats: true\nsched: { enabled: true }\nlocks: { enabled: false }\n"
+                                          "golang: { enabled: false }\ncachelines: { enabled: false }\n")
+    return Agent(workdir, config, "agent-default" if default_config else "agent",
+                 ready=lambda agent: sched_programs_attached(agent.pid) and agent.healthy(), timeout=30)
 
 
 class Runqlat:
@@ -274,7 +209,7 @@ class Runqlat:
             raise
 
     def stop(self):
-        stop(self.process, signal.SIGINT)
+        stop_process(self.process, signal.SIGINT)
 
 
 class Workload:
@@ -392,7 +327,7 @@ def run():
     try:
         with tempfile.TemporaryDirectory(prefix="syncscope-sched-bench-") as tmp:
             workdir = pathlib.Path(tmp)
-            starters = {"agent": lambda: Agent(workdir), "runqlat": Runqlat}
+            starters = {"agent": lambda: sched_agent(workdir), "runqlat": Runqlat}
             workload = Workload()
             try:
                 for round_ in range(ROUNDS):
@@ -410,8 +345,8 @@ def run():
             finally:
                 workload.stop()
             footprint = {
-                "agent_sched_only": idle_footprint(lambda: Agent(workdir)),
-                "agent_default_config": idle_footprint(lambda: Agent(workdir, default_config=True)),
+                "agent_sched_only": idle_footprint(lambda: sched_agent(workdir)),
+                "agent_default_config": idle_footprint(lambda: sched_agent(workdir, default_config=True)),
                 "runqlat": idle_footprint(lambda: Runqlat(1)),
             }
             print("  sched: idle footprint done", file=sys.stderr)

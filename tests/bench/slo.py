@@ -16,52 +16,36 @@ assertions on time (the shared machines are noisy).
   2. CPU of the agent evaluating 1000 SLOs every second (500 run-queue SLOs
      over 10 kernel rows, 500 lock-wait SLOs over 50 targets, 30-day windows
      with the SRE workbook's default policy, state persisted every 60 s)
-     against the same agent with no SLOs: agent CPU ms per wall second from
-     /proc/PID/stat, medians over alternating rounds, and the ratio.
+     against the same agent with no SLOs: agent CPU ms per wall second (its
+     threads' schedstat run time), medians over alternating rounds, and the
+     ratio.
 
 Runnable alone (`python3 tests/bench/slo.py`, as root, after `make all
 workloads`) or through tests/bench/run.py, which calls run().
 """
 
-import base64
-import hashlib
-import hmac
-import http.server
-import json
 import os
 import pathlib
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-BUILD = pathlib.Path(os.environ.get("SYNCSCOPE_BUILD", REPO / "build"))
-SYNCSCOPE = BUILD / "syncscope"
+from common import BUILD, REPO, Agent, require
+
+# The e2e tier's SLO helpers: the Standard Webhooks receiver (it verifies
+# every signature), secrets, timestamps, the cgroup v2 mount.
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
+from conftest import cgroup2_mount  # noqa: E402
+from slo_support import WebhookReceiver, parse_rfc3339, write_secret  # noqa: E402
+
 CPU_HOG = BUILD / "workloads" / "cpu_hog"
 TRIPS = int(os.environ.get("SLO_BENCH_TRIPS", "10"))
 CPU_ROUNDS = int(os.environ.get("SLO_BENCH_CPU_ROUNDS", "2"))
 CPU_SECONDS = float(os.environ.get("SLO_BENCH_CPU_SECONDS", "30"))
 CGROUP = "/syncscope-bench-slo"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cgroup2_mount():
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            before, _, after = line.partition(" - ")
-            if after.split()[0] == "cgroup2":
-                return before.split()[4]
-    raise RuntimeError("no cgroup2 mount")
 
 
 def percentile(values, p):
@@ -73,89 +57,8 @@ def percentile(values, p):
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def parse_rfc3339(text):
-    # "2027-01-15T08:00:00.123Z"
-    seconds = time.mktime(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
-    return seconds + float("0" + text[19:-1]) if text[19:20] == "." else seconds
-
-
-class Receiver:
-    """Records (arrival time, parsed body) of every signed POST it verifies."""
-
-    def __init__(self, key):
-        self.key = key
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/hook"
-        self.received = []
-        self.invalid = 0
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                at = time.time()
-                signed = f"{self.headers['webhook-id']}.{self.headers['webhook-timestamp']}.".encode() + body
-                expected = "v1," + base64.b64encode(hmac.new(receiver.key, signed, hashlib.sha256).digest()).decode()
-                if expected not in self.headers.get("webhook-signature", "").split():
-                    receiver.invalid += 1
-                receiver.received.append((at, json.loads(body) if body.startswith(b"{") else None))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class Agent:
-    def __init__(self, workdir, config_text, name):
-        self.port = free_port()
-        self.dir = workdir / name
-        self.dir.mkdir()
-        config = self.dir / "syncscope.yaml"
-        config.write_text(f"listen: 127.0.0.1:{self.port}\nstate_dir: {self.dir / 'state'}\n" + config_text)
-        self.log = open(self.dir / "agent.log", "w")
-        self.process = subprocess.Popen([str(SYNCSCOPE), "agent", "--config", str(config)], stdout=self.log,
-                                        stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"agent exited: {(self.dir / 'agent.log').read_text()}")
-            try:
-                if urllib.request.urlopen(self.url + "/healthz", timeout=1).status == 200:
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("agent did not become ready")
-
-    def slo(self):
-        return json.load(urllib.request.urlopen(self.url + "/debug/slo", timeout=5))
-
-    def cpu_seconds(self):
-        with open(f"/proc/{self.process.pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
+def slo_status(agent):
+    return agent.get_json("/debug/slo")
 
 
 def wait_for(predicate, timeout, what):
@@ -169,10 +72,8 @@ def wait_for(predicate, timeout, what):
 
 
 def trip_latencies(workdir):
-    key = os.urandom(24)
     secret = workdir / "hook.key"
-    secret.write_text("whsec_" + base64.b64encode(key).decode() + "\n")
-    receiver = Receiver(key)
+    receiver = WebhookReceiver(write_secret(secret)).start()
     mount = cgroup2_mount()
     group = pathlib.Path(mount + CGROUP)
     group.mkdir(exist_ok=True)
@@ -197,24 +98,26 @@ notifiers:
     delivery, detection, post = [], [], []
     try:
         for trip in range(TRIPS):
-            wait_for(lambda: agent.slo()["slos"][0]["circuit"]["state"] == "closed", 60, "circuit closed")
-            seen = len(receiver.received)
+            wait_for(lambda: slo_status(agent)["slos"][0]["circuit"]["state"] == "closed", 60, "circuit closed")
+            seen = len(receiver.received())
             hogs = subprocess.Popen([str(CPU_HOG), str(4 * os.cpu_count())], stdout=subprocess.PIPE, text=True)
             try:
                 hogs.stdout.readline()
                 (group / "cgroup.procs").write_text(str(hogs.pid))
                 started = time.time()
-                opened = wait_for(lambda: next((r for r in receiver.received[seen:]
-                                                if r[1] and r[1]["type"] == "circuit.open"), None), 60,
+                opened = wait_for(lambda: next((r for r in receiver.received()[seen:]
+                                                if r["json"] and r["json"]["type"] == "circuit.open"), None), 60,
                                   "circuit.open")
             finally:
                 hogs.kill()
                 hogs.wait()
                 hogs.stdout.close()
-            delivery.append(opened[0] - parse_rfc3339(opened[1]["timestamp"]))
-            detection.append(opened[0] - started)
+            if not opened["valid"]:
+                raise RuntimeError(f"circuit.open with a bad signature: {opened['headers']}")
+            delivery.append(opened["at"] - parse_rfc3339(opened["json"]["timestamp"]))
+            detection.append(opened["at"] - started)
             # The anchor: the same body POSTed straight to the receiver.
-            body = json.dumps(opened[1]).encode()
+            body = opened["body"]
             t0 = time.time()
             urllib.request.urlopen(urllib.request.Request(
                 receiver.url, data=body, headers={"webhook-id": "msg_anchor", "webhook-timestamp": "0",
@@ -262,7 +165,7 @@ def cpu_cost(workdir):
             agent = Agent(workdir, text, f"cpu-{name}-{round_}")
             try:
                 if name == "slos":
-                    status = agent.slo()
+                    status = slo_status(agent)
                     assert len(status["slos"]) == 1000, len(status["slos"])
                 time.sleep(5)  # past the start-up work
                 c0, t0 = agent.cpu_seconds(), time.monotonic()
@@ -270,7 +173,7 @@ def cpu_cost(workdir):
                 c1, t1 = agent.cpu_seconds(), time.monotonic()
                 samples[name].append((c1 - c0) / (t1 - t0) * 1000)
                 if name == "slos":
-                    measured = sum(1 for s in agent.slo()["slos"] if s["measurement"]["measured"])
+                    measured = sum(1 for s in slo_status(agent)["slos"] if s["measurement"]["measured"])
                     samples.setdefault("measured", []).append(measured)
             finally:
                 agent.stop()
@@ -283,11 +186,7 @@ def cpu_cost(workdir):
 
 
 def run():
-    if os.geteuid() != 0:
-        raise RuntimeError("the SLO benchmark runs the agent (BPF) and makes a cgroup: run it as root")
-    for path in (SYNCSCOPE, CPU_HOG):
-        if not path.exists():
-            raise RuntimeError(f"{path} is missing: run `make all workloads` first")
+    require("SLO", CPU_HOG)
     with tempfile.TemporaryDirectory(prefix="syncscope-slo-bench-") as tmp:
         workdir = pathlib.Path(tmp)
         trips = trip_latencies(workdir)

@@ -2,8 +2,9 @@
 // on the real kernel, through the locks collector as `trace locks -p` runs
 // it: tests/workloads/go/gomutex prints its mutex's address; the collector
 // must report that address with kind go_mutex (go_rwmutex for an RWMutex
-// writer behind readers) and a Go stack naming the caller, for the binary
-// with symbols and for its stripped copy. Also: no trap on an uncontended
+// writer behind readers) and a Go stack naming the caller, plus holder
+// stacks (unlockSlow, rUnlockSlow) naming the releasing function, for the
+// binary with symbols and for its stripped copy. Also: no trap on an uncontended
 // mutex, and no harm to a target whose goroutine stacks grow and move.
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -58,6 +59,7 @@ class GoLocksTest : public ::testing::Test {
     std::vector<LockReport> locks;
     std::map<std::string, uint64_t> run_counts;
     uint64_t entry_hits = 0;
+    uint64_t unlock_hits = 0;
     size_t uprobes = 0;
     std::optional<int> exit_status;
     std::string sources;
@@ -114,7 +116,10 @@ class GoLocksTest : public ::testing::Test {
     c.poll(std::chrono::milliseconds(0));
     run.locks = c.report(20);
     run.run_counts = c.program_run_counts();
-    if (c.golang()) run.entry_hits = c.golang()->hits(GO_HIT_ENTRY);
+    if (c.golang()) {
+      run.entry_hits = c.golang()->hits(GO_HIT_ENTRY);
+      run.unlock_hits = c.golang()->hits(GO_HIT_UNLOCK);
+    }
     run.probes = report_.to_json()["locks"];
     EXPECT_EQ(c.events_lost(), 0u);
     return run;
@@ -128,15 +133,26 @@ class GoLocksTest : public ::testing::Test {
 
   static std::string describe(const Run& run) {
     std::string out = run.sources + "\n";
-    for (const LockReport& l : run.locks)
-      out += fmt::format("  {:#x} {} {} waits {} ns caller {}\n", l.lock, to_string(l.kind), l.waits.count,
-                         l.waits.total_ns, l.caller);
+    for (const LockReport& l : run.locks) {
+      out += fmt::format("  {:#x} {} {} waits {} ns caller {}, {} releases with waiters\n", l.lock,
+                         to_string(l.kind), l.waits.count, l.waits.total_ns, l.caller, l.wakes);
+      for (const auto& h : l.holder_stacks) {
+        out += fmt::format("    holder stack ({} releases):", h.count);
+        for (const auto& f : h.frames) out += " " + (f.symbol.empty() ? fmt::format("{:#x}", f.address) : f.symbol);
+        out += "\n";
+      }
+    }
     return out;
   }
 
   // Some waiter stack names `function` (the frame where Lock was inlined).
-  static bool stack_names(const LockReport& l, std::string_view function) {
-    for (const auto& s : l.waiter_stacks)
+  static bool stack_names(const LockReport& l, std::string_view function) { return names(l.waiter_stacks, function); }
+  // Some holder stack (a release through unlockSlow / rUnlockSlow) names it.
+  static bool holder_stack_names(const LockReport& l, std::string_view function) {
+    return names(l.holder_stacks, function);
+  }
+  static bool names(const std::vector<collectors::StackReport>& stacks, std::string_view function) {
+    for (const auto& s : stacks)
       for (const auto& f : s.frames)
         if (f.symbol == function) return true;
     return false;
@@ -154,6 +170,11 @@ class GoLocksTest : public ::testing::Test {
     EXPECT_GT(l->waits.total_ns, 0u);
     EXPECT_TRUE(stack_names(*l, "main.contendMutex")) << describe(run);
     EXPECT_TRUE(l->caller.starts_with("main.contendMutex+0x")) << l->caller;
+    // The holder side: Unlock met waiters, so unlockSlow ran in the
+    // goroutine releasing the mutex, and its stack names where it unlocked.
+    EXPECT_GT(run.unlock_hits, 0u);
+    EXPECT_GT(l->wakes, 0u);
+    EXPECT_TRUE(holder_stack_names(*l, "main.contendMutex")) << describe(run);
     if (!stripped) {
       EXPECT_EQ(l->symbol, "main.contended");  // a global: named from .symtab
     }
@@ -181,6 +202,9 @@ TEST_F(GoLocksTest, RwMutexWriterBehindReadersIsGoRwmutex) {
     if (kind == LockKind::go_rwmutex) rw_ns = stats.total_ns;
   EXPECT_GT(rw_ns, 0u) << describe(run);
   EXPECT_TRUE(stack_names(*l, "main.rwWriter")) << describe(run);
+  // The last reader out of a read lock a writer waits for (rUnlockSlow) is
+  // the holder the writer waited behind.
+  EXPECT_TRUE(holder_stack_names(*l, "main.rwReader")) << describe(run);
 }
 
 TEST_F(GoLocksTest, UncontendedMutexNeverTraps) {
@@ -190,6 +214,7 @@ TEST_F(GoLocksTest, UncontendedMutexNeverTraps) {
   EXPECT_EQ(run.exit_status, 0);
   EXPECT_GT(run.uprobes, 1u) << run.sources;
   EXPECT_EQ(run.entry_hits, 0u);
+  EXPECT_EQ(run.unlock_hits, 0u);  // nobody waits, so Unlock never takes unlockSlow
   EXPECT_EQ(find_lock(run, run.addr), nullptr) << describe(run);
 }
 

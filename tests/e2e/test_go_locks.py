@@ -5,7 +5,8 @@ mutex profile of the same run (runtime.SetMutexProfileFraction(1), read with
 go_mutex.
 
 Go's profile records the delay at Unlock, attributed to the unlocker's stack,
-while the agent times each waiter in lockSlow: the totals differ by design
+while the agent times each waiter in lockSlow (and records the unlocker's
+stack separately, as holder stacks from unlockSlow): the totals differ by design
 (the profile counts only waits that ended in a handoff through the
 semaphore), so the comparison is on which mutex and which call site
 dominate, not on nanoseconds."""
@@ -150,6 +151,15 @@ def test_trace_json_reports_the_go_mutex_and_agrees_with_pprof(tmp_path, strippe
     assert int(ours_top["lock"], 16) == main
     assert go_top == "main.contendMutex", by_site
     assert ours_top["caller"].split("+")[0] == go_top, (ours_top["caller"], by_site)
+
+    # The holder side (unlockSlow's uprobe): the unlocker's stack, which is
+    # what Go's profile records, so the dominating release site agrees too.
+    assert lock["wakes"] > 0 and lock["holder_stacks"], json.dumps(lock, indent=1)[:4000]
+    releases = {}
+    for stack in lock["holder_stacks"]:
+        site = call_site([frame["symbol"] for frame in stack["frames"]])
+        releases[site] = releases.get(site, 0) + stack["count"]
+    assert max(releases, key=releases.get) == go_top, (releases, by_site)
 
 
 def test_agent_exports_go_mutex_metrics(start_agent):

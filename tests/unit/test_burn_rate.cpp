@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "agent/slo/burn_rate.h"
+#include "tests/support/temp_dir.h"
 
 namespace syncscope::slo {
 namespace {
@@ -14,18 +15,7 @@ using namespace std::chrono_literals;
 
 constexpr int64_t kStart = 1'800'000'000;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "syncscope-burn-XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testing::TempDir;
 
 TEST(SloWindowCounter, ExactPerSecondWindows) {
   WindowCounter counter(20s, kStart);

@@ -16,6 +16,7 @@
 
 #include "agent/notify/notifier.h"
 #include "agent/notify/outbox.h"
+#include "tests/support/temp_dir.h"
 
 namespace syncscope::notify {
 namespace {
@@ -25,18 +26,7 @@ namespace fs = std::filesystem;
 
 constexpr std::string_view kSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "syncscope-outbox-XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testing::TempDir;
 
 struct Request {
   std::string url;

@@ -16,6 +16,7 @@
 #include "agent/metrics/exposition.h"
 #include "agent/slo/engine.h"
 #include "tests/support/exposition_check.h"
+#include "tests/support/temp_dir.h"
 
 namespace syncscope::slo {
 namespace {
@@ -23,18 +24,7 @@ namespace {
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "syncscope-engine-XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testing::TempDir;
 
 // Readings by SLO name; absent → nullopt.
 class ScriptedSli final : public SliSource {

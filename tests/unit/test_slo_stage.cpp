@@ -12,6 +12,7 @@
 
 #include "agent/slo/slo_stage.h"
 #include "probes/cgroup.h"
+#include "tests/support/temp_dir.h"
 
 namespace syncscope::slo {
 namespace {
@@ -19,18 +20,7 @@ namespace {
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "syncscope-stage-XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testing::TempDir;
 
 config::Config config_with(const std::string& state_dir, const std::string& secret_file, const std::string& slo) {
   config::Config c;

@@ -7,28 +7,14 @@
 #include <fstream>
 
 #include "agent/notify/webhook.h"
+#include "tests/support/temp_dir.h"
 
 namespace syncscope::notify {
 namespace {
 
 using namespace std::chrono_literals;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "syncscope-hook-XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string file(const std::string& name, const std::string& content) const {
-    std::ofstream(path_ + "/" + name) << content;
-    return path_ + "/" + name;
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testing::TempDir;
 
 // The vector published by the Standard Webhooks project: the "sign function
 // works" test of its reference libraries (standard-webhooks/standard-webhooks,
