@@ -11,6 +11,8 @@ watches, as ratios against the same workload measured bare in the same run.
      wakes per second. With the agent attached vs bare (target <= 1.05x), and
      with the futexctn stand-in (tests/e2e/futexctn.bt, bpftrace; Debian 12's
      libbpf-tools does not ship futexctn) attached instead, for comparison.
+     Also the agent without glibc uprobes, without stacks, and without
+     both (the futex tracepoints alone): where the contended cost goes.
 
 The agent runs with `sched` off and `locks` on for every process (the
 default locks config), so the ratio is the lock collector's cost. Rounds
@@ -60,12 +62,26 @@ def contended():
                         CONTENDED_OUTSIDE_NS)
 
 
-def locks_agent(workdir, name):
-    """The default locks config, ready once its glibc uprobes are attached."""
-    def uprobes_attached(agent):
-        return any(row["kind"] == "uprobe" for row in agent.probes("locks").get("attached", []))
-    return Agent(workdir, "sched: { enabled: false }\nlocks: { enabled: true }\n", name, ready=uprobes_attached,
-                 timeout=30)
+# The agent's configurations: the default, and with one source of cost at a
+# time taken away, so the report says where the contended cost goes.
+VARIANTS = {
+    "agent": "",
+    "agent_no_glibc_uprobes": "glibc_uprobes: false, ",
+    "agent_no_stacks": "stacks: false, ",
+    "agent_futex_only": "glibc_uprobes: false, stacks: false, ",
+}
+
+
+def locks_agent(workdir, name, variant="agent"):
+    """A locks-only agent, ready once its collector runs (with glibc uprobes:
+    once they are attached)."""
+    def ready(agent):
+        locks = agent.probes("locks")
+        if "glibc_uprobes: false" in VARIANTS[variant]:
+            return bool(locks)
+        return any(row["kind"] == "uprobe" for row in locks.get("attached", []))
+    return Agent(workdir, f"sched: {{ enabled: false }}\nlocks: {{ {VARIANTS[variant]}enabled: true }}\n", name,
+                 ready=ready, timeout=30)
 
 
 class Standin:
@@ -96,7 +112,8 @@ def run():
     """Returns {"uncontended_ns_per_iter": {...}, "contended_wall_ms": {...}, "ratios": {...}}."""
     require("locks", LOCK_BENCH)
     have_standin = shutil.which("bpftrace") is not None
-    samples = {"bare": {"u": [], "c": []}, "agent": {"u": [], "c": []}, "standin": {"c": []}}
+    samples = {"bare": {"u": [], "c": []}, "agent": {"u": [], "c": []}, "standin": {"c": []},
+               **{variant: {"c": []} for variant in VARIANTS if variant != "agent"}}
     with tempfile.TemporaryDirectory(prefix="syncscope-locks-bench-") as tmp:
         workdir = pathlib.Path(tmp)
         for round_ in range(ROUNDS):
@@ -108,6 +125,14 @@ def run():
                 samples["agent"]["c"].append(contended())
             finally:
                 agent.stop()
+            for variant in VARIANTS:
+                if variant == "agent":
+                    continue
+                agent = locks_agent(workdir, f"{variant}-{round_}", variant)
+                try:
+                    samples[variant]["c"].append(contended())
+                finally:
+                    agent.stop()
             if have_standin:
                 standin = Standin()
                 try:
@@ -127,6 +152,10 @@ def run():
         "targets": {"uncontended_agent_vs_bare": 1.02, "contended_agent_vs_bare": 1.05},
         "samples": samples,
     }
+    for variant in VARIANTS:
+        if variant != "agent":
+            result["contended_wall_ms"][variant] = med[variant]["c"]
+            result["ratios"][f"contended_{variant}_vs_bare"] = med[variant]["c"] / med["bare"]["c"]
     if "c" in med["standin"]:
         result["contended_wall_ms"]["futexctn_standin"] = med["standin"]["c"]
         result["ratios"]["contended_standin_vs_bare"] = med["standin"]["c"] / med["bare"]["c"]
@@ -144,6 +173,10 @@ def report(result):
         f"{CONTENDED_INSIDE_NS // 1000} us, wall ms (median)",
         f"  bare {c['bare']:.1f}   agent {c['agent']:.1f}   ratio {r['contended_agent_vs_bare']:.3f}x (target <= 1.05x)",
     ]
+    for variant, config in VARIANTS.items():
+        if variant != "agent":
+            lines.append(f"  {variant} ({config.strip(', ')}) {c[variant]:.1f}   "
+                         f"ratio {r[f'contended_{variant}_vs_bare']:.3f}x")
     if "contended_standin_vs_bare" in r:
         lines.append(f"  futexctn stand-in (bpftrace) {c['futexctn_standin']:.1f}   "
                      f"ratio {r['contended_standin_vs_bare']:.3f}x")

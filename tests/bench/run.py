@@ -70,6 +70,10 @@ def locks_rows(result):
     rows = [("uncontended ns/lock+unlock, agent vs bare", u["agent"], u["bare"], r["uncontended_agent_vs_bare"],
              "<= 1.02"),
             ("contended wall ms, agent vs bare", c["agent"], c["bare"], r["contended_agent_vs_bare"], "<= 1.05")]
+    for variant in ("agent_no_glibc_uprobes", "agent_no_stacks", "agent_futex_only"):
+        if variant in c:
+            rows.append((f"contended wall ms, {variant} vs bare", c[variant], c["bare"],
+                         r[f"contended_{variant}_vs_bare"], ""))
     if "contended_standin_vs_bare" in r:
         rows.append(("contended wall ms, futexctn stand-in vs bare", c["futexctn_standin"], c["bare"],
                      r["contended_standin_vs_bare"], ""))
