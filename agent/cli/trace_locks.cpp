@@ -58,6 +58,8 @@ int run_trace_locks(const TraceLocksArgs& args) {
   options.stacks = true;  // the caller column comes from the waiter stacks
   options.keep_non_contention = args.all;
   options.wake_uprobes = args.wake_uprobes;
+  // Go holder stacks cost a trap per contended Unlock: only when printed.
+  options.go_holder_stacks = args.stacks || args.json;
   options.keep_exited = true;
   options.symbolize_eagerly = true;
   options.lazy_wakeup = false;

@@ -69,9 +69,9 @@ struct GoLocksOptions {
   // (its fd, shared with golang.bpf.o); -1: every process.
   int lock_targets_fd = -1;
   bool lazy_wakeup = true;
-  // Probe unlockSlow / rUnlockSlow for the holder side (off with
-  // locks.stacks: false, where a release would carry nothing but a count).
-  bool holder_stacks = true;
+  // Probe unlockSlow / rUnlockSlow for the holder side
+  // (LocksOptions::go_holder_stacks).
+  bool holder_stacks = false;
   uint32_t ringbuf_bytes = 4 << 20;
   // In-flight waits older than this are dropped (a panic can skip every
   // RET; a process killed mid-wait never reaches one).

@@ -810,10 +810,13 @@ void LocksCollector::start_golang() {
   GoLocksOptions go;
   go.pid = options_.pid;
   if (options_.pid || !selectors_.empty()) go.lock_targets_fd = bpf_map__fd(futex_->maps.lock_targets);
-  go.lazy_wakeup = options_.lazy_wakeup;
+  // Lazy even for the CLI: its poll() drains the Go ring every 100 ms
+  // without waiting on it, so a wakeup per record would be pure cost (an
+  // irq_work per contended Lock).
+  go.lazy_wakeup = true;
   // The unlock-side probes exist for holder stacks: without stacks they
   // would only count releases, not worth a trap each.
-  go.holder_stacks = options_.stacks;
+  go.holder_stacks = options_.go_holder_stacks && options_.stacks;
   auto started = GoLocks::start(go, *this);
   if (!started) {
     go_status_ = fmt::format("Go lock probes unavailable: {}", started.error().message());

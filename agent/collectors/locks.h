@@ -64,6 +64,11 @@ struct LocksOptions {
   // (which is the mutex), while the trap sits on the lock hand-off path —
   // between the release and the wake of the next owner (see README).
   bool wake_uprobes = false;
+  // Also trap Go's unlockSlow / rUnlockSlow for Go holder stacks. Only a
+  // report (`trace locks --stacks` or `--json`) shows holder stacks, and
+  // the trap sits on the hand-off path (unlockSlow wakes the next waiter),
+  // so the agent, whose metrics carry no stacks, leaves it off.
+  bool go_holder_stacks = false;
   uint32_t max_cgroups = 200;
   // Keep condvar/semaphore/join waits and futex_other too (trace --all, tests).
   bool keep_non_contention = false;

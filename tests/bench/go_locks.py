@@ -1,21 +1,24 @@
 #!/usr/bin/python3
 """Go mutex benchmarks: what the Go lock probes (uprobes on lockSlow's entry
-and RETs, on unlockSlow's entry for the holder side) cost a contended Go
-program, as ratios against the same workload measured bare in the same run.
+and RETs; with `trace locks`, on unlockSlow's entry for the holder side too)
+cost a contended Go program, as ratios against the same workload measured
+bare in the same run.
 
   1. Contended: tests/workloads/go/gomutex, 8 goroutines on one sync.Mutex
      (hold 50 us, 5 us outside) for a fixed time; throughput = acquisitions
-     per second. With the agent attached vs bare, and with locks.stacks off
-     (no holder-side probe). Every contended Lock costs two traps (entry +
-     RET) and its Unlock one more here, so this is the probes' worst case
-     per wait; what matters is that the cost scales with contention.
+     per second. With the agent attached vs bare, and under `trace locks -p
+     --json` (holder side probed too). Every contended Lock costs two traps
+     (entry + RET), and under the trace its Unlock one more, so this is the
+     probes' worst case per wait; what matters is that the cost scales with
+     contention.
   2. Uncontended: one goroutine, nothing outside the lock: Lock never takes
      the slow path, no probe fires; the ratio should be ~1.00.
   Also the agent's own CPU time (utime + stime from /proc) while the
   contended workload ran, as a share of one core.
 
-The agent runs with `sched` off and `locks` on for every process (golang
-enabled, the default), so Go binaries are probed when they exec. Rounds
+The agent runs with `sched` and `cachelines` off and `locks` on for every
+process (golang enabled, the default), so Go binaries are probed when they
+exec. Rounds
 alternate bare / agent; medians are printed. No assertions on time: the
 shared build machines are noisy.
 
@@ -31,7 +34,7 @@ import sys
 import tempfile
 import time
 
-from common import BUILD, Agent, cpu_seconds, require
+from common import BUILD, SYNCSCOPE, Agent, cpu_seconds, require, stop_process
 
 GOMUTEX = BUILD / "workloads" / "gomutex"
 
@@ -49,18 +52,52 @@ def gomutex(*args):
     raise RuntimeError(f"gomutex printed no acquisitions: {out!r}")
 
 
+CONTENDED = ("-goroutines", 8, "-hold", "50us", "-outside", "5us")
+
+
 def contended():
-    return gomutex("-goroutines", 8, "-hold", "50us", "-outside", "5us")
+    return gomutex(*CONTENDED)
+
+
+def contended_under_trace():
+    """The contended run with `syncscope trace locks -p PID --json` attached
+    before it starts: the trace also probes unlockSlow for holder stacks."""
+    workload = subprocess.Popen([str(GOMUTEX), "-wait", "-duration", f"{DURATION_S}s", *map(str, CONTENDED)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+    trace = None
+    try:
+        for line in workload.stdout:
+            if line.strip() == "ready":
+                break
+        trace = subprocess.Popen([str(SYNCSCOPE), "trace", "locks", "-p", str(workload.pid), "--json"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for line in trace.stderr:
+            if "Tracing lock contention" in line:
+                break
+        else:
+            raise RuntimeError("trace locks exited before attaching")
+        workload.stdin.write("go\n")
+        workload.stdin.flush()
+        for line in workload.stdout:
+            if line.startswith("acquisitions="):
+                return int(line.partition("=")[2]) / DURATION_S
+        raise RuntimeError("gomutex printed no acquisitions under the trace")
+    finally:
+        for p in (workload, trace):
+            if p is not None:
+                stop_process(p, timeout=30)  # the trace ends by itself when gomutex exits
 
 
 def uncontended():
     return gomutex("-goroutines", 1, "-hold", "1us", "-outside", "0")
 
 
-def go_locks_agent(workdir, name, golang=True, stacks=True):
+def go_locks_agent(workdir, name, golang=True):
     """An agent with only the locks collector, ready once it follows processes."""
-    config = ("sched: { enabled: false }\n"
-              f"locks: {{ enabled: true, stacks: {'true' if stacks else 'false'} }}\n"
+    # No cache-line detector: its watchpoints on the contended mutex's line
+    # are measured by tests/bench/falseshare.py, not here.
+    config = ("sched: { enabled: false }\ncachelines: { enabled: false }\n"
+              "locks: { enabled: true }\n"
               f"golang: {{ enabled: {'true' if golang else 'false'} }}\n")
     return Agent(workdir, config, name, ready=lambda agent: "locks" in agent.get_json("/debug/probes")["collectors"])
 
@@ -72,7 +109,7 @@ def go_probes_attached(agent):
 def run():
     """Returns {"contended_acq_per_s": {...}, "uncontended_acq_per_s": {...}, "agent_cpu_share": x, "ratios": {...}}."""
     require("Go locks", GOMUTEX)
-    samples = {"bare": {"c": [], "u": []}, "agent": {"c": [], "u": []}, "agent_no_holders": {"c": []},
+    samples = {"bare": {"c": [], "u": []}, "agent": {"c": [], "u": []}, "trace": {"c": []},
                "agent_no_go": {"c": []}, "agent_cpu_share": []}
     attached = False
     with tempfile.TemporaryDirectory(prefix="syncscope-go-locks-bench-") as tmp:
@@ -89,13 +126,9 @@ def run():
                 samples["agent"]["u"].append(uncontended())
             finally:
                 agent.stop()
-            # Without stacks the holder side (unlockSlow, rUnlockSlow) is not
-            # probed: the difference is what the holder stacks cost.
-            agent = go_locks_agent(workdir, f"no-holders-{round_}", stacks=False)
-            try:
-                samples["agent_no_holders"]["c"].append(contended())
-            finally:
-                agent.stop()
+            # `trace locks` also probes the holder side (unlockSlow): the
+            # difference to the agent is what the holder stacks cost.
+            samples["trace"]["c"].append(contended_under_trace())
             # The same agent with golang off: only the futex side sees the Go
             # program (its runtime's own futex sleeps), which isolates the cost
             # of the Go lock probes.
@@ -108,7 +141,7 @@ def run():
     med = {name: {k: statistics.median(v) for k, v in s.items()} for name, s in samples.items() if isinstance(s, dict)}
     return {
         "contended_acq_per_s": {"bare": med["bare"]["c"], "agent": med["agent"]["c"],
-                                "agent_without_holder_probes": med["agent_no_holders"]["c"],
+                                "trace_locks": med["trace"]["c"],
                                 "agent_without_go_probes": med["agent_no_go"]["c"]},
         "uncontended_acq_per_s": {"bare": med["bare"]["u"], "agent": med["agent"]["u"]},
         "agent_cpu_share": statistics.median(samples["agent_cpu_share"]),
@@ -116,7 +149,7 @@ def run():
         "ratios": {
             # Throughput: below 1.0 means the agent slowed the workload down.
             "contended_agent_vs_bare": med["agent"]["c"] / med["bare"]["c"],
-            "contended_agent_without_holder_probes_vs_bare": med["agent_no_holders"]["c"] / med["bare"]["c"],
+            "contended_trace_locks_vs_bare": med["trace"]["c"] / med["bare"]["c"],
             "contended_agent_without_go_probes_vs_bare": med["agent_no_go"]["c"] / med["bare"]["c"],
             "uncontended_agent_vs_bare": med["agent"]["u"] / med["bare"]["u"],
         },
@@ -131,8 +164,8 @@ def report(result):
     lines = [
         "go_locks: gomutex, 8 goroutines on one sync.Mutex (hold 50 us), acquisitions/s (median)",
         f"  bare {c['bare']:.0f}   agent {c['agent']:.0f}   throughput ratio {r['contended_agent_vs_bare']:.3f}x",
-        f"  agent with locks.stacks off {c['agent_without_holder_probes']:.0f}   "
-        f"ratio {r['contended_agent_without_holder_probes_vs_bare']:.3f}x (no unlockSlow probe, no stacks)",
+        f"  trace locks -p --json {c['trace_locks']:.0f}   "
+        f"ratio {r['contended_trace_locks_vs_bare']:.3f}x (also probes unlockSlow for holder stacks)",
         f"  agent with golang off {c['agent_without_go_probes']:.0f}   "
         f"ratio {r['contended_agent_without_go_probes_vs_bare']:.3f}x (the futex side alone)",
         f"  agent CPU while it ran: {result['agent_cpu_share'] * 100:.1f}% of one core",

@@ -14,8 +14,9 @@ watches, as ratios against the same workload measured bare in the same run.
      Also the agent without glibc uprobes, without stacks, and without
      both (the futex tracepoints alone): where the contended cost goes.
 
-The agent runs with `sched` off and `locks` on for every process (the
-default locks config), so the ratio is the lock collector's cost. Rounds
+The agent runs with `sched` and `cachelines` off and `locks` on for every
+process (the default locks config), so the ratio is the lock collector's
+cost. Rounds
 alternate bare / agent / stand-in to spread machine noise; medians are
 printed. No assertions on time: the shared build machines are noisy.
 
@@ -80,8 +81,11 @@ def locks_agent(workdir, name, variant="agent"):
         if "glibc_uprobes: false" in VARIANTS[variant]:
             return bool(locks)
         return any(row["kind"] == "uprobe" for row in locks.get("attached", []))
-    return Agent(workdir, f"sched: {{ enabled: false }}\nlocks: {{ {VARIANTS[variant]}enabled: true }}\n", name,
-                 ready=ready, timeout=30)
+    # Only the locks collector: the cache-line detector, on by default, would
+    # add its watchpoint duty cycle (tests/bench/falseshare.py measures that).
+    config = ("sched: { enabled: false }\ncachelines: { enabled: false }\n"
+              f"locks: {{ {VARIANTS[variant]}enabled: true }}\n")
+    return Agent(workdir, config, name, ready=ready, timeout=30)
 
 
 class Standin:

@@ -68,7 +68,8 @@ class GoLocksTest : public ::testing::Test {
 
   // Starts the workload, attaches a `trace -p` collector as soon as it has
   // printed its addresses, drains until it says done, reports.
-  Run run_traced(const std::vector<std::string>& argv) {
+  // `holder_stacks`: as `trace locks --stacks` (true) or the agent (false).
+  Run run_traced(const std::vector<std::string>& argv, bool holder_stacks = true) {
     Run run;
     std::vector<std::string> args = argv;
     args.insert(args.begin() + 1, "-wait");  // starts contending when the collector is attached
@@ -94,6 +95,7 @@ class GoLocksTest : public ::testing::Test {
     options.keep_exited = true;
     options.symbolize_eagerly = true;
     options.lazy_wakeup = false;
+    options.go_holder_stacks = holder_stacks;
     auto collector = LocksCollector::start(options, *features_, *cgroups_, nullptr, &report_);
     if (!collector) {
       ADD_FAILURE() << collector.error().message();
@@ -243,6 +245,28 @@ TEST_F(GoLocksTest, ProbeReportSaysWhatWasAttached) {
     EXPECT_NE(detail.find(".gopclntab"), std::string::npos) << detail;  // stripped: no .symtab
   }
   EXPECT_TRUE(lock_slow) << run.probes.dump(2);
+  bool unlock_slow = false;
+  for (const auto& row : run.probes["attached"])
+    if (std::string(row["target"]).ends_with(":sync.(*Mutex).unlockSlow")) {
+      unlock_slow = true;
+      EXPECT_EQ(row["program"], "go_unlock_entry");
+      EXPECT_NE(std::string(row["detail"]).find("holder side"), std::string::npos) << row.dump();
+    }
+  EXPECT_TRUE(unlock_slow) << run.probes.dump(2);
+}
+
+TEST_F(GoLocksTest, WithoutHolderStacksUnlockIsNeverProbed) {
+  // The agent's setting: its metrics carry no stacks, so no trap per
+  // contended Unlock; the waits are measured all the same.
+  Run run = run_traced({workload(false), "-duration", "2s", "-goroutines", "8"}, false);
+  EXPECT_EQ(run.exit_status, 0);
+  const LockReport* l = find_lock(run, run.addr);
+  ASSERT_NE(l, nullptr) << describe(run);
+  EXPECT_GT(l->waits.count, 10u);
+  EXPECT_EQ(run.unlock_hits, 0u);
+  EXPECT_EQ(l->wakes, 0u);
+  EXPECT_TRUE(l->holder_stacks.empty());
+  for (const auto& row : run.probes["attached"]) EXPECT_NE(row["program"], "go_unlock_entry") << row.dump();
 }
 
 TEST_F(GoLocksTest, NonGoTargetGetsNoGoProbes) {

@@ -172,6 +172,9 @@ def test_agent_exports_go_mutex_metrics(start_agent):
             return rows or None
         rows = wait_until(probes_attached, timeout=15, what="Go lock uprobes attached for the new target")
         assert any(row["target"].endswith(":sync.(*Mutex).lockSlow") for row in rows), rows
+        # No holder-side trap in the agent: its metrics carry no stacks.
+        locks = requests.get(agent.url + "/debug/probes", timeout=5).json()["collectors"]["locks"]
+        assert not [row for row in locks["attached"] if row["program"] == "go_unlock_entry"], locks["attached"]
         go(w)
 
         series = f'process="gomutex[{w.pid}]",lock="{addrs["mutex_addr"]:#x}",symbol="main.contended"'
