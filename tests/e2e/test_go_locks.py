@@ -194,3 +194,35 @@ def test_agent_exports_go_mutex_metrics(start_agent):
             w.kill()
             w.wait()
     assert agent.process.poll() is None
+
+
+def test_agent_finds_go_mutexes_sharing_a_cache_line(start_agent):
+    """No cache-line targets: the only candidates are the contended locks the
+    locks collector sees, here two Go mutexes on one line (gomutex -pair),
+    each contended by its own two goroutines wired to their OS threads. The
+    Go lock probes' hints (origin go_mutex) bring the line under the
+    watchpoints, which find each mutex's state word written by its own
+    threads only: false sharing, named after the Go global."""
+    agent = start_agent("""
+sched: { enabled: false }
+locks: { enabled: true }
+cachelines:
+  enabled: true
+  watch: { window_ms: 20, duty_cycle: 0.05 }
+""")
+    w, addrs = start_gomutex(GOMUTEX, "-pair", "-duration", "60s", "-hold", "20us")
+    try:
+        go(w)
+        expected = (f'process="gomutex[{w.pid}]",line="{addrs["pair_line"]:#x}",symbol="main.pairs",'
+                    'verdict="false_sharing"')
+
+        def exported():
+            text = agent.metrics().text
+            return text if expected in text else None
+        text = wait_until(exported, timeout=45, what="the Go mutex pair's line in /metrics")
+        # Both mutexes were contended, and each is its own lock row.
+        for addr in (addrs["pair_addr"], addrs["pair_addr"] + 8):
+            assert f'process="gomutex[{w.pid}]",lock="{addr:#x}"' in text, addr
+    finally:
+        w.kill()
+        w.wait()

@@ -18,7 +18,11 @@
 // each Lock, and one goroutine force GCs (which shrink stacks): thousands of
 // stack growths and moves while the probes are attached.
 // -wait holds the start until a line arrives on stdin, so a tracer can
-// attach after reading the addresses and before the first Lock.
+// attach after reading the addresses and before the first Lock. -pair makes
+// two mutexes that share one cache line contended, each by its own two
+// goroutines wired to their own OS threads (pair_addr= is the first mutex,
+// pair_line= its line): false sharing as the cache-line collector sees it,
+// found through the Go lock probes' hints.
 package main
 
 import (
@@ -31,6 +35,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 var (
@@ -47,6 +52,11 @@ var (
 
 	acquisitions atomic.Uint64
 	sink         atomic.Uint64
+
+	// -pair: candidates for two adjacent mutexes; main picks the first
+	// element whose two mutexes fall in one 64-byte line (the array is only
+	// 8-byte aligned).
+	pairs [8]struct{ a, b sync.Mutex }
 )
 
 // spin burns roughly d of CPU without sleeping, so a lock holder keeps the
@@ -126,6 +136,37 @@ func contendDeep(deadline time.Time, depth int, hold time.Duration, wg *sync.Wai
 	}
 }
 
+// contendPair takes one mutex of the pair from a goroutine locked to its own
+// OS thread, so each mutex's state word is written by two threads only,
+// never by the other mutex's: the cache-line collector tells the threads
+// apart (goroutines would otherwise migrate between threads).
+//
+//go:noinline
+func contendPair(m *sync.Mutex, deadline time.Time, hold time.Duration, wg *sync.WaitGroup) {
+	defer wg.Done()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for time.Now().Before(deadline) {
+		m.Lock()
+		spin(hold)
+		m.Unlock()
+		acquisitions.Add(1)
+	}
+}
+
+// sharedLinePair returns the first element of pairs whose two mutexes share
+// a 64-byte line.
+func sharedLinePair() *struct{ a, b sync.Mutex } {
+	for i := range pairs {
+		start := uintptr(unsafe.Pointer(&pairs[i].a))
+		end := uintptr(unsafe.Pointer(&pairs[i].b)) + unsafe.Sizeof(pairs[i].b) - 1
+		if start/64 == end/64 {
+			return &pairs[i]
+		}
+	}
+	panic("no pair of mutexes in one line")
+}
+
 // rwReader holds read locks back to back, overlapping with the other
 // readers, so a writer in rw.Lock() waits for all of them to drain.
 //
@@ -166,14 +207,19 @@ func main() {
 	lightMode := flag.Bool("light", false, "also contend, lightly, on a second mutex (in contendLight)")
 	waitStdin := flag.Bool("wait", false, "after ready, wait for a line on stdin before contending (a tracer attaches first)")
 	depth := flag.Int("depth", 0, "recurse this deep (about 1 KiB per frame) before each Lock, with forced GCs")
+	pairMode := flag.Bool("pair", false, "two mutexes on one cache line, two thread-locked goroutines each")
 	flag.Parse()
 
 	if *pprofFile != "" {
 		runtime.SetMutexProfileFraction(1)
 	}
 	fmt.Printf("pid=%d\n", os.Getpid())
+	pair := sharedLinePair()
 	if *rwMode {
 		fmt.Printf("rwmutex_addr=%p\n", &rw)
+	} else if *pairMode {
+		fmt.Printf("pair_addr=%p\n", &pair.a)
+		fmt.Printf("pair_line=%#x\n", uintptr(unsafe.Pointer(&pair.a))&^63)
 	} else {
 		fmt.Printf("mutex_addr=%p\n", &contended)
 	}
@@ -193,6 +239,11 @@ func main() {
 			go rwReader(deadline, *hold, &wg)
 		}
 		go rwWriter(deadline, *writerEvery, &wg)
+	} else if *pairMode {
+		wg.Add(4)
+		for _, m := range []*sync.Mutex{&pair.a, &pair.a, &pair.b, &pair.b} {
+			go contendPair(m, deadline, *hold, &wg)
+		}
 	} else if *depth > 0 {
 		wg.Add(*goroutines)
 		for i := 0; i < *goroutines; i++ {
