@@ -138,8 +138,9 @@ func contendDeep(deadline time.Time, depth int, hold time.Duration, wg *sync.Wai
 
 // contendPair takes one mutex of the pair from a goroutine locked to its own
 // OS thread, so each mutex's state word is written by two threads only,
-// never by the other mutex's: the cache-line collector tells the threads
-// apart (goroutines would otherwise migrate between threads).
+// never by the other mutex's. The cache-line collector tells writers apart
+// by thread; free goroutines migrate between threads, which a 20 ms window
+// mostly does not see, but a test should not depend on it.
 //
 //go:noinline
 func contendPair(m *sync.Mutex, deadline time.Time, hold time.Duration, wg *sync.WaitGroup) {
