@@ -432,8 +432,10 @@ TEST_F(SloEngineTest, PeriodicSavesAreStaggered) {
   EXPECT_TRUE(fs::exists(dir.path() + "/slo/slo%2F0.counts"));
 }
 
-// 1000 SLOs with the default 30-day policy: one evaluation must stay cheap.
-TEST_F(SloEngineTest, ThousandSlosEvaluateCheaply) {
+// 1000 SLOs with the default 30-day policy, evaluated once a second for a
+// minute: every one counts every second's events (what this costs is
+// tests/bench/slo.py's to measure, not a test's).
+TEST_F(SloEngineTest, ThousandSlosAreEachCountedEverySecond) {
   std::vector<config::SloConfig> slos;
   for (int i = 0; i < 1000; ++i) {
     config::SloConfig slo;
@@ -445,25 +447,30 @@ TEST_F(SloEngineTest, ThousandSlosEvaluateCheaply) {
     sli.readings[slo.name] = EventCounters{};
   }
   auto engine = make(slos);
-  engine->evaluate();
+  engine->evaluate();  // the baseline
   constexpr int kRounds = 60;
-  const auto start = std::chrono::steady_clock::now();
   for (int round = 0; round < kRounds; ++round) {
     clock.advance(1s);
+    int i = 0;
     for (auto& [name, reading] : sli.readings) {
       auto& counters = std::get<EventCounters>(reading);
-      counters.good_total += 1000;
+      counters.good_total += 1000 + static_cast<uint64_t>(i);  // per SLO, so a mix-up shows
       counters.bad_total += 1;
+      ++i;
     }
     engine->evaluate();
   }
-  const double per_evaluation_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() / kRounds;
-  std::printf("[ info     ] 1000 SLOs (30-day default policy): %.3f ms per evaluation\n", per_evaluation_ms);
-  // Generous: the bound must hold under ASan and on a loaded CI machine; the
-  // plain -O2 build measures well under a millisecond.
-  EXPECT_LT(per_evaluation_ms, 100.0);
-  EXPECT_TRUE(notifier.circuits.empty());
+  const nlohmann::json all = nlohmann::json::parse(engine->status_json());
+  ASSERT_EQ(all["slos"].size(), 1000u);
+  std::map<std::string, uint64_t> expected_good;
+  int i = 0;
+  for (const auto& [name, reading] : sli.readings) expected_good[name] = kRounds * (1000 + static_cast<uint64_t>(i++));
+  for (const auto& status : all["slos"]) {
+    const std::string name = status["name"];
+    EXPECT_EQ(status["events"]["good"], expected_good.at(name)) << name;
+    EXPECT_EQ(status["events"]["bad"], kRounds) << name;
+  }
+  EXPECT_TRUE(notifier.circuits.empty());  // a burn rate of about 1 opens no circuit
 }
 
 // ---------------------------------------------------------------------------
