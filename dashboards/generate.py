@@ -25,6 +25,11 @@ SEL = 'job=~"$job",instance=~"$instance"'
 CG = SEL + ',cgroup=~"$cgroup"'
 
 
+# Error budget left (a ratio, negative when overspent): red below a quarter.
+BUDGET_LEFT_FIELD = {"min": 0, "max": 1, "thresholds": {"mode": "absolute", "steps": [
+    {"color": "red", "value": None}, {"color": "orange", "value": 0.25}, {"color": "green", "value": 0.5}]}}
+
+
 def target(expr, legend="", instant=False, fmt="time_series", ref="A"):
     t = {"datasource": DS, "expr": expr, "legendFormat": legend, "refId": ref, "range": not instant,
          "instant": instant}
@@ -236,9 +241,7 @@ def overview():
                "overspent). syncscope_slo_error_budget_remaining_ratio.",
                [target(f"min by (slo) (syncscope_slo_error_budget_remaining_ratio{{{SEL}}})", "{{slo}}")],
                "percentunit", w=12,
-               field={"min": 0, "max": 1, "thresholds": {"mode": "absolute", "steps": [
-                   {"color": "red", "value": None}, {"color": "orange", "value": 0.25},
-                   {"color": "green", "value": 0.5}]}})
+               field=BUDGET_LEFT_FIELD)
     d.state_timeline("Circuits", "Circuit breaker state per SLO and target: open while the SLO burns its "
                      "budget fast (webhooks and Alertmanager alerts are sent), half-open while it recovers. "
                      "syncscope_circuit_state.",
@@ -406,9 +409,7 @@ def slos():
                "overspent). syncscope_slo_error_budget_remaining_ratio.",
                [target(f"min by (slo) (syncscope_slo_error_budget_remaining_ratio{{{ss}}})", "{{slo}}")],
                "percentunit", w=8,
-               field={"min": 0, "max": 1, "thresholds": {"mode": "absolute", "steps": [
-                   {"color": "red", "value": None}, {"color": "orange", "value": 0.25},
-                   {"color": "green", "value": 0.5}]}})
+               field=BUDGET_LEFT_FIELD)
     d.timeseries("Error budget left over time", "The same ratio over time.",
                  [target(f"min by (slo) (syncscope_slo_error_budget_remaining_ratio{{{ss}}})", "{{slo}}")],
                  "percentunit", w=12)

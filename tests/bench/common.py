@@ -9,6 +9,7 @@ import pathlib
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 
@@ -126,3 +127,17 @@ class Agent:
     def stop(self):
         stop_process(self.process)
         self.log.close()
+
+
+def main(name, run, report):
+    """What `python3 tests/bench/NAME.py [--json]` does: run, print the
+    report (and the whole result with --json); 1 when the benchmark refused."""
+    try:
+        result = run()
+    except RuntimeError as e:
+        print(f"{name} benchmark: {e}", file=sys.stderr)
+        return 1
+    print(report(result))
+    if "--json" in sys.argv:
+        print(json.dumps(result, indent=2, default=str))
+    return 0

@@ -47,6 +47,7 @@ import tempfile
 import threading
 import time
 
+import common
 from common import BUILD, SYNCSCOPE, Agent, cpu_seconds, require
 
 FALSESHARE = BUILD / "workloads" / "falseshare"
@@ -241,17 +242,5 @@ def report(result):
     return "\n".join(lines)
 
 
-def main():
-    try:
-        result = run()
-    except RuntimeError as e:
-        print(f"falseshare benchmark: {e}", file=sys.stderr)
-        return 1
-    print(report(result))
-    if "--json" in sys.argv:
-        print(json.dumps(result, indent=2))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.main("falseshare", run, report))

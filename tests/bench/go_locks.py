@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 
+import common
 from common import BUILD, SYNCSCOPE, Agent, cpu_seconds, require, stop_process
 
 GOMUTEX = BUILD / "workloads" / "gomutex"
@@ -177,15 +178,5 @@ def report(result):
     return "\n".join(lines)
 
 
-def main():
-    try:
-        result = run()
-    except RuntimeError as e:
-        print(f"go_locks benchmark: {e}", file=sys.stderr)
-        return 1
-    print(report(result))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.main("go_locks", run, report))

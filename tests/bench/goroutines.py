@@ -24,7 +24,6 @@ workloads`), or through tests/bench/run.py, which calls run().
 
 import json
 import os
-import pathlib
 import re
 import shutil
 import signal
@@ -33,9 +32,9 @@ import subprocess
 import sys
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-BUILD = pathlib.Path(os.environ.get("SYNCSCOPE_BUILD", REPO / "build"))
-SYNCSCOPE = BUILD / "syncscope"
+import common
+from common import BUILD, SYNCSCOPE, require
+
 GOLEAK = BUILD / "workloads" / "goleak"
 
 ROUNDS = int(os.environ.get("GOROUTINES_BENCH_ROUNDS", "3"))
@@ -132,11 +131,7 @@ class CasgstatusUprobe:
 
 def run():
     """Returns {"scan": [...], "churn_wall_ms": {...}, "ratios": {...}, "casgstatus": {...}}."""
-    if os.geteuid() != 0:
-        raise RuntimeError("the goroutines benchmark reads other processes and attaches uprobes: run it as root")
-    for path in (SYNCSCOPE, GOLEAK):
-        if not path.exists():
-            raise RuntimeError(f"{path} is missing: run `make all workloads` first")
+    require("goroutines", GOLEAK)
     have_bpftrace = shutil.which("bpftrace") is not None
     scans = [scan_cost(n) for n in SCAN_SIZES]
     samples = {"bare": [], "reader": [], "bare_small": [], "uprobe": []}
@@ -191,15 +186,5 @@ def report(result):
     return "\n".join(lines)
 
 
-def main():
-    try:
-        result = run()
-    except RuntimeError as e:
-        print(f"goroutines benchmark: {e}", file=sys.stderr)
-        return 1
-    print(report(result))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.main("goroutines", run, report))

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 
+import common
 from common import BUILD, REPO, Agent, require
 
 LOCK_BENCH = BUILD / "workloads" / "lock_bench"
@@ -189,15 +190,5 @@ def report(result):
     return "\n".join(lines)
 
 
-def main():
-    try:
-        result = run()
-    except RuntimeError as e:
-        print(f"locks benchmark: {e}", file=sys.stderr)
-        return 1
-    print(report(result))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.main("locks", run, report))

@@ -50,6 +50,7 @@ import sys
 import tempfile
 import time
 
+import common
 from common import BUILD, SYNCSCOPE, Agent, cpu_seconds, stop_process
 
 SLEEPER = BUILD / "workloads" / "sleeper"
@@ -446,17 +447,5 @@ def report(result):
     return "\n".join(lines)
 
 
-def main():
-    try:
-        result = run()
-    except RuntimeError as e:
-        print(f"sched benchmark: {e}", file=sys.stderr)
-        return 1
-    print(report(result))
-    if "--json" in sys.argv:
-        print(json.dumps(result, indent=2, default=str))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.main("sched", run, report))

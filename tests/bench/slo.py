@@ -33,6 +33,7 @@ import tempfile
 import time
 import urllib.request
 
+import common
 from common import BUILD, REPO, Agent, require
 
 # The e2e tier's SLO helpers: the Standard Webhooks receiver (it verifies
@@ -222,15 +223,5 @@ def summary(result):
     ]
 
 
-def main():
-    try:
-        result = run()
-    except RuntimeError as e:
-        print(f"slo benchmark: {e}", file=sys.stderr)
-        return 1
-    print(report(result))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.main("slo", run, report))

@@ -32,6 +32,7 @@
 #include "tests/support/cgroup_fixture.h"
 #include "tests/support/exposition_check.h"
 #include "tests/support/process.h"
+#include "tests/support/bpf_fixture.h"
 
 namespace syncscope {
 namespace {
@@ -169,18 +170,12 @@ std::string describe(const std::vector<LineReport>& lines) {
   return out;
 }
 
-class CachelinesTest : public ::testing::Test {
+class CachelinesTest : public testing::BpfTest {
  protected:
   static void SetUpTestSuite() {
-    if (::geteuid() != 0) GTEST_SKIP() << "bpf tests load BPF programs: run as root";
-    loader::install_libbpf_logging();
-    features_ = new loader::Features(loader::probe_features());
+    BpfTest::SetUpTestSuite();
     // SYNCSCOPE_TEST_DEBUG=1: the collector's window-by-window log.
     if (std::getenv("SYNCSCOPE_TEST_DEBUG")) log::set_min_level(log::Level::debug);
-  }
-  static void TearDownTestSuite() {
-    delete features_;
-    features_ = nullptr;
   }
   void SetUp() override {
     if (!features_) GTEST_SKIP();
@@ -218,7 +213,6 @@ class CachelinesTest : public ::testing::Test {
     return lines;
   }
 
-  static inline loader::Features* features_ = nullptr;
   std::unique_ptr<probes::CgroupResolver> cgroups_;
   loader::ProbeReport report_;
 };

@@ -17,6 +17,7 @@
 #include "agent/collectors/locks.h"
 #include "agent/loader/features.h"
 #include "tests/support/process.h"
+#include "tests/support/bpf_fixture.h"
 
 namespace syncscope {
 namespace {
@@ -31,17 +32,8 @@ std::string workload(bool stripped) {
   return testing::build_path(stripped ? "workloads/gomutex.stripped" : "workloads/gomutex");
 }
 
-class GoLocksTest : public ::testing::Test {
+class GoLocksTest : public testing::BpfTest {
  protected:
-  static void SetUpTestSuite() {
-    if (::geteuid() != 0) GTEST_SKIP() << "bpf tests load BPF programs: run as root";
-    loader::install_libbpf_logging();
-    features_ = new loader::Features(loader::probe_features());
-  }
-  static void TearDownTestSuite() {
-    delete features_;
-    features_ = nullptr;
-  }
   void SetUp() override {
     if (!features_) GTEST_SKIP();
 #if !defined(__x86_64__)
@@ -182,7 +174,6 @@ class GoLocksTest : public ::testing::Test {
     }
   }
 
-  static inline loader::Features* features_ = nullptr;
   std::unique_ptr<probes::CgroupResolver> cgroups_;
   loader::ProbeReport report_;
 };

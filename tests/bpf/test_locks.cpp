@@ -19,6 +19,7 @@
 #include "agent/metrics/exposition.h"
 #include "tests/support/exposition_check.h"
 #include "tests/support/process.h"
+#include "tests/support/bpf_fixture.h"
 
 namespace syncscope {
 namespace {
@@ -107,17 +108,8 @@ bool program_unloaded(uint32_t id) {
   }
 }
 
-class LocksTest : public ::testing::Test {
+class LocksTest : public testing::BpfTest {
  protected:
-  static void SetUpTestSuite() {
-    if (::geteuid() != 0) GTEST_SKIP() << "bpf tests load BPF programs: run as root";
-    loader::install_libbpf_logging();
-    features_ = new loader::Features(loader::probe_features());
-  }
-  static void TearDownTestSuite() {
-    delete features_;
-    features_ = nullptr;
-  }
   void SetUp() override {
     if (!features_) GTEST_SKIP();
     cgroups_ = *probes::CgroupResolver::for_this_host();
@@ -190,7 +182,6 @@ class LocksTest : public ::testing::Test {
     EXPECT_FALSE(l->waiter_stacks.empty());
   }
 
-  static inline loader::Features* features_ = nullptr;
   std::unique_ptr<probes::CgroupResolver> cgroups_;
   loader::ProbeReport report_;
 };

@@ -13,6 +13,7 @@
 #include "tests/support/exposition_check.h"
 #include "tests/support/process.h"
 #include "agent/metrics/exposition.h"
+#include "tests/support/bpf_fixture.h"
 
 namespace syncscope {
 namespace {
@@ -23,17 +24,8 @@ using collectors::SchedOptions;
 using testing::Process;
 using testing::TestCgroup;
 
-class SchedTest : public ::testing::Test {
+class SchedTest : public testing::BpfTest {
  protected:
-  static void SetUpTestSuite() {
-    if (::geteuid() != 0) GTEST_SKIP() << "bpf tests load BPF programs: run as root";
-    loader::install_libbpf_logging();
-    features_ = new loader::Features(loader::probe_features());
-  }
-  static void TearDownTestSuite() {
-    delete features_;
-    features_ = nullptr;
-  }
 
   std::unique_ptr<SchedCollector> start(SchedOptions options = {}) {
     cgroups_ = *probes::CgroupResolver::for_this_host();
@@ -48,7 +40,6 @@ class SchedTest : public ::testing::Test {
     return it == all.end() ? CgroupSchedStats{} : it->second;
   }
 
-  static inline loader::Features* features_ = nullptr;
   std::unique_ptr<probes::CgroupResolver> cgroups_;
   loader::ProbeReport report_;
 };

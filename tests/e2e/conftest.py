@@ -39,6 +39,21 @@ def wait_until(predicate, timeout=15.0, interval=0.1, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}: {last_error}")
 
 
+def wait_for_line(stream, needle, timeout=30):
+    """The first line of `stream` that contains `needle`; fails with what it
+    read instead. Each read blocks until the writer writes or closes."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return line
+    raise AssertionError(f"never saw {needle!r}; got:\n{''.join(seen)}")
+
+
 def cgroup2_mount():
     with open("/proc/self/mountinfo") as f:
         for line in f:

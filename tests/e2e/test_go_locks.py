@@ -20,7 +20,7 @@ import time
 import pytest
 import requests
 
-from conftest import BUILD, SYNCSCOPE, wait_until
+from conftest import BUILD, SYNCSCOPE, wait_for_line, wait_until
 
 GOMUTEX = BUILD / "workloads" / "gomutex"
 ADDR = re.compile(r"^(\w+)=(0x[0-9a-f]+)$")
@@ -56,19 +56,6 @@ def start_gomutex(binary, *args):
 def go(process):
     process.stdin.write("go\n")
     process.stdin.flush()
-
-
-def wait_for_line(stream, needle, timeout=30):
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        line = stream.readline()
-        if not line:
-            break
-        seen.append(line)
-        if needle in line:
-            return line
-    raise AssertionError(f"never saw {needle!r}; got:\n{''.join(seen)}")
 
 
 def pprof_traces(profile):

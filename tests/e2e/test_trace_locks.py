@@ -19,7 +19,7 @@ import time
 import pytest
 import requests
 
-from conftest import BUILD, SYNCSCOPE, have, wait_until
+from conftest import BUILD, SYNCSCOPE, have, wait_for_line, wait_until
 
 HERE = pathlib.Path(__file__).resolve().parent
 LOCK_LINE = re.compile(r"lock name=(\S+) addr=(0x[0-9a-f]+) kind=(\S+) wait_ns=(\d+) calls=(\d+)")
@@ -40,19 +40,6 @@ def read_own_figures(workload, until="done", timeout=60):
         if line.startswith(until):
             return figures
     raise AssertionError("timed out waiting for the workload")
-
-
-def wait_for_line(stream, needle, timeout=30):
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        line = stream.readline()
-        if not line:
-            break
-        seen.append(line)
-        if needle in line:
-            return line
-    raise AssertionError(f"never saw {needle!r}; got:\n{''.join(seen)}")
 
 
 def standin_totals(output):

@@ -9,13 +9,13 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "agent/metrics/exposition.h"
 #include "agent/slo/engine.h"
 #include "tests/support/exposition_check.h"
+#include "tests/support/promtool_series.h"
 #include "tests/support/temp_dir.h"
 
 namespace syncscope::slo {
@@ -97,6 +97,13 @@ class SloEngineTest : public ::testing::Test {
     clock.advance(1s);
     sli.add(slo, good, bad);
     engine.evaluate();
+  }
+  // crowded-runq from its baseline: 40 healthy seconds, then 8 burning ones
+  // (20 % bad), which open its circuit.
+  void burn_until_open(SloEngine& engine) {
+    baseline(engine);
+    for (int i = 0; i < 40; ++i) second(engine, 100, 0);
+    for (int i = 0; i < 8; ++i) second(engine, 80, 20);
   }
 
   FakeClock clock;
@@ -342,9 +349,7 @@ TEST_F(SloEngineTest, RestartResumesBudgetCircuitAndSequence) {
   TempDir dir;
   {
     auto engine = make({crowded_runq()}, dir.path());
-    baseline(*engine);
-    for (int i = 0; i < 40; ++i) second(*engine, 100, 0);
-    for (int i = 0; i < 8; ++i) second(*engine, 80, 20);
+    burn_until_open(*engine);
     ASSERT_EQ(notifier.circuits.size(), 1u);
     EXPECT_EQ(status_of(*engine)["circuit"]["state"], "open");
   }  // shutdown saves
@@ -377,9 +382,7 @@ TEST_F(SloEngineTest, TransitionNeverQueuedBeforeAKillIsSentAfterRestart) {
   TempDir dir;
   {
     auto engine = make({crowded_runq()}, dir.path());
-    baseline(*engine);
-    for (int i = 0; i < 40; ++i) second(*engine, 100, 0);
-    for (int i = 0; i < 8; ++i) second(*engine, 80, 20);
+    burn_until_open(*engine);
     ASSERT_EQ(notifier.circuits.size(), 1u);
   }
   const std::string state_file = dir.path() + "/slo/crowded-runq.json";
@@ -477,34 +480,7 @@ TEST_F(SloEngineTest, ThousandSlosAreEachCountedEverySecond) {
 // Cross-check with Prometheus.
 
 fs::path rules_dir() {
-  std::vector<fs::path> candidates;
-  if (const char* root = std::getenv("SYNCSCOPE_SOURCE_DIR")) candidates.push_back(fs::path(root) / "tests/unit/slo_rules");
-  candidates.push_back(fs::path(__FILE__).parent_path() / "slo_rules");
-  candidates.push_back("tests/unit/slo_rules");
-  for (const fs::path& dir : candidates)
-    if (fs::exists(dir / "crowded_runq.test.yaml")) return fs::absolute(dir);
-  return {};
-}
-
-// promtool's expanding notation, the forms the test file uses:
-// "a+bxn" / "a-bxn" (n+1 values a, a±b, …) and plain "a".
-std::vector<double> expand_series(const std::string& values) {
-  std::vector<double> out;
-  std::istringstream words(values);
-  std::string word;
-  while (words >> word) {
-    const size_t x = word.find('x');
-    const size_t sign = word.find_first_of("+-", 1);
-    if (x == std::string::npos || sign == std::string::npos || sign > x) {
-      out.push_back(std::stod(word));
-      continue;
-    }
-    const double start = std::stod(word.substr(0, sign));
-    const double step = std::stod(word.substr(sign, x - sign));  // keeps its sign
-    const int count = std::stoi(word.substr(x + 1));
-    for (int i = 0; i <= count; ++i) out.push_back(start + step * i);
-  }
-  return out;
+  return testing::find_source_file("tests/unit/slo_rules/crowded_runq.test.yaml").parent_path();
 }
 
 // The text between the first pair of single quotes after `key:` on a line.
@@ -527,7 +503,7 @@ std::map<std::string, std::vector<double>> read_input_series(const fs::path& fil
       const size_t at = name->find("outcome=\"");
       outcome = at == std::string::npos ? "" : name->substr(at + 9, name->find('"', at + 9) - at - 9);
     } else if (auto values = quoted_value(line, "values:"); values && !outcome.empty()) {
-      series[outcome] = expand_series(*values);
+      series[outcome] = testing::expand_series(*values);
     }
   }
   return series;

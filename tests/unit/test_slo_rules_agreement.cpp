@@ -12,12 +12,12 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "agent/core/log.h"
 #include "agent/slo/engine.h"
+#include "tests/support/promtool_series.h"
 
 namespace syncscope::slo {
 namespace {
@@ -41,33 +41,7 @@ class NoNotifier final : public notify::Notifier {
   void alert_state(const notify::AlertNotification&) override {}
 };
 
-fs::path test_file() {
-  std::vector<fs::path> candidates;
-  if (const char* root = std::getenv("SYNCSCOPE_SOURCE_DIR")) candidates.push_back(root);
-  candidates.push_back(fs::path(__FILE__).parent_path().parent_path().parent_path());
-  candidates.push_back(".");
-  for (const fs::path& root : candidates) {
-    fs::path file = root / "dashboards/rules/tests/syncscope.rules.test.yaml";
-    if (fs::exists(file)) return fs::absolute(file);
-  }
-  return {};
-}
-
-// promtool's expanding notation as the file uses it: "a+bxn" (n+1 values) and "axn".
-std::vector<double> expand(const std::string& values) {
-  std::vector<double> out;
-  std::istringstream words(values);
-  std::string word;
-  while (words >> word) {
-    const size_t x = word.find('x');
-    const size_t sign = word.find_first_of("+-", 1);
-    const int count = x == std::string::npos ? 0 : std::stoi(word.substr(x + 1));
-    const double start = std::stod(word.substr(0, std::min(sign, x)));
-    const double step = sign != std::string::npos && sign < x ? std::stod(word.substr(sign, x - sign)) : 0;
-    for (int i = 0; i <= count; ++i) out.push_back(start + step * i);
-  }
-  return out;
-}
+fs::path test_file() { return testing::find_source_file("dashboards/rules/tests/syncscope.rules.test.yaml"); }
 
 // "SLO/outcome" → per-minute values, for syncscope_slo_events_total series.
 std::map<std::string, std::vector<double>> read_series(const fs::path& file) {
@@ -86,7 +60,7 @@ std::map<std::string, std::vector<double>> read_series(const fs::path& file) {
     } else if (line.find("series:") != std::string::npos) {
       key.clear();
     } else if (const size_t at = line.find("values: '"); at != std::string::npos && !key.empty()) {
-      series[key] = expand(line.substr(at + 9, line.rfind('\'') - at - 9));
+      series[key] = testing::expand_series(line.substr(at + 9, line.rfind('\'') - at - 9));
     }
   }
   return series;
