@@ -1,6 +1,17 @@
 """`syncscope trace runqlat` agrees with libbpf-tools runqlat (Debian package
 libbpf-tools) attached at the same time to the same workload: total counts
-within 3 %, medians in the same power-of-two bucket."""
+within 3 %, and the two histograms' cumulative fractions within 0.2 of each
+other at every power-of-two boundary, medians in the same or a neighbouring
+bucket.
+
+Why not "medians in the same bucket": both tools' programs run one after the
+other on the same tracepoints, so the later one's timestamps trail by the
+earlier one's cost, and that cost differs between the wakeup (often on a CPU
+leaving idle, caches cold) and the switch. Measured here the offset is below a
+microsecond, yet with the median near 8 us it moves up to a tenth of the
+samples across the boundary. A wrong measurement moves most of them: sleep
+time counted (300 us) or nanoseconds taken for microseconds (x1000) gives a
+gap near 1."""
 
 import json
 import re
@@ -22,6 +33,28 @@ def median_row(rows):
         if seen * 2 >= total:
             return low, high
     raise AssertionError("empty histogram")
+
+
+def cumulative_fractions(rows):
+    total = sum(count for _, _, count in rows)
+    seen = 0
+    fractions = {}
+    for _, high, count in rows:
+        seen += count
+        fractions[high] = seen / total
+    return fractions
+
+
+def largest_cdf_gap(ours, anchor):
+    """Kolmogorov-Smirnov distance on the shared log2 bucket boundaries; a
+    boundary past one histogram's last row is 1.0 there."""
+    a, b = cumulative_fractions(ours), cumulative_fractions(anchor)
+    return max(abs(a.get(high, 1.0) - b.get(high, 1.0)) for high in a.keys() | b.keys())
+
+
+def bucket_index(row):
+    _, high = row  # rows are 0 -> 1, 2 -> 3, 4 -> 7, ...
+    return high.bit_length()
 
 
 def bpf_links_held_by(pid):
@@ -109,4 +142,6 @@ def test_agrees_with_libbpf_tools_runqlat(workloads, hogs):
     # still queued, and that one is not counted (see tests/bpf/test_sched.cpp).
     assert anchor_total >= 0.98 * 3000, anchor_total
     assert abs(our_total - anchor_total) <= 0.03 * anchor_total, (our_total, anchor_total)
-    assert median_row(our_rows) == median_row(anchor_rows), (our_rows, anchor_rows)
+    assert largest_cdf_gap(our_rows, anchor_rows) <= 0.2, (our_rows, anchor_rows)
+    assert abs(bucket_index(median_row(our_rows)) - bucket_index(median_row(anchor_rows))) <= 1, \
+        (our_rows, anchor_rows)
