@@ -18,6 +18,16 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("SYNCSCOPE_BUILD", REPO / "build"))
 SYNCSCOPE = BUILD / "syncscope"
 
+# An agent whose cache-line detector has no targets: the only lines it
+# watches are the ones the locks collector hints (contended locks).
+LOCK_HINTS_ONLY_CONFIG = """
+sched: { enabled: false }
+locks: { enabled: true }
+cachelines:
+  enabled: true
+  watch: { window_ms: 20, duty_cycle: 0.05 }
+"""
+
 
 def free_port():
     with socket.socket() as s:

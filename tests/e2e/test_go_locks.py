@@ -20,7 +20,7 @@ import time
 import pytest
 import requests
 
-from conftest import BUILD, SYNCSCOPE, wait_for_line, wait_until
+from conftest import BUILD, LOCK_HINTS_ONLY_CONFIG, SYNCSCOPE, wait_for_line, wait_until
 
 GOMUTEX = BUILD / "workloads" / "gomutex"
 ADDR = re.compile(r"^(\w+)=(0x[0-9a-f]+)$")
@@ -190,13 +190,7 @@ def test_agent_finds_go_mutexes_sharing_a_cache_line(start_agent):
     Go lock probes' hints (origin go_mutex) bring the line under the
     watchpoints, which find each mutex's state word written by its own
     threads only: false sharing, named after the Go global."""
-    agent = start_agent("""
-sched: { enabled: false }
-locks: { enabled: true }
-cachelines:
-  enabled: true
-  watch: { window_ms: 20, duty_cycle: 0.05 }
-""")
+    agent = start_agent(LOCK_HINTS_ONLY_CONFIG)
     w, addrs = start_gomutex(GOMUTEX, "-pair", "-duration", "60s", "-hold", "20us")
     try:
         go(w)

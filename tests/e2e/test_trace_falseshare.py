@@ -10,7 +10,7 @@ import subprocess
 
 import requests
 
-from conftest import SYNCSCOPE, wait_until
+from conftest import LOCK_HINTS_ONLY_CONFIG, SYNCSCOPE, wait_until
 
 GLOBAL = re.compile(r"global name=(\S+) addr=(0x[0-9a-f]+) size=\d+ line=(0x[0-9a-f]+)")
 
@@ -147,13 +147,7 @@ def test_agent_watches_lines_the_locks_collector_hints(start_agent, workloads):
     """No cache-line targets: the only candidates are the contended locks the
     locks collector sees. Two threads per mutex contend (futex waits), and the
     two mutexes share one line."""
-    agent = start_agent("""
-sched: { enabled: false }
-locks: { enabled: true }
-cachelines:
-  enabled: true
-  watch: { window_ms: 20, duty_cycle: 0.05 }
-""")
+    agent = start_agent(LOCK_HINTS_ONLY_CONFIG)
     w, lines, _ = start_falseshare(workloads, "mutexes", threads=4)
     expected = f'line="{hex(lines["g_mutex_pair"])}",symbol="g_mutex_pair",verdict="false_sharing"'
 
